@@ -1,0 +1,122 @@
+"""One settings object for every process, read from the environment (prefix ``HOTLINE_``).
+
+Nested sections use a double underscore: ``HOTLINE_PBX__AMI_PORT=5038``. Defaults run the
+whole hotline on one machine with no configuration at all: an SQLite file under ``var/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_PLACEHOLDER = "dev-only-change-me"
+
+
+def _default_var_dir() -> Path:
+    return REPO_ROOT / "var"
+
+
+class PbxSettings(BaseModel):
+    """The dev/production Asterisk this service drives."""
+
+    # Where the cached Debian-sid chroot with Asterisk 22 lives; outside the checkout so a
+    # fresh clone (CI) can reuse it.
+    chroot_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "hotline" / "asterisk-sid-root"
+    )
+    config_dir: Path = Field(default_factory=lambda: REPO_ROOT / "asterisk")
+    sip_port: int = 5060
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_username: str = "hotline"
+    # Empty means "generate one per install" (stored under var/, never committed).
+    ami_secret: SecretStr = SecretStr("")
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    http_port: int = 8088
+    # Citizen-side SIP trunk, identified by source address.
+    trunk_address: str = "127.0.0.1"
+    agent_extensions: tuple[int, int] = (8001, 8020)
+
+
+class IvrSettings(BaseModel):
+    """Behaviour of the 12345 IVR."""
+
+    hotline_number: str = "12345"
+    default_queue: str = "consultation"
+    # Offer a callback instead of waiting when the estimated wait exceeds this (seconds).
+    callback_offer_wait_s: int = 120
+    repeat_caller_window_h: int = 24
+    menu_timeout_ms: int = 5000
+    menu_retries: int = 2
+
+
+class KbSettings(BaseModel):
+    """Knowledge-base search."""
+
+    default_limit: int = 10
+    max_limit: int = 100
+
+
+class SecuritySettings(BaseModel):
+    session_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    login_max_failures: int = 5
+    login_lockout_s: int = 900
+
+
+class Settings(BaseSettings):
+    """All settings. Pass an instance down; nothing reads the environment at import time."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HOTLINE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    env: Literal["dev", "test", "production"] = "dev"
+    var_dir: Path = Field(default_factory=_default_var_dir)
+    # Empty means the default SQLite file under var_dir.
+    database_url: SecretStr = SecretStr("")
+    redis_url: str = ""  # empty: in-process event bus only
+    timezone: str = "Asia/Shanghai"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    pbx: PbxSettings = Field(default_factory=PbxSettings)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
+    kb: KbSettings = Field(default_factory=KbSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env == "production":
+            if self.security.session_secret.get_secret_value() == DEV_PLACEHOLDER:
+                raise ValueError(
+                    "HOTLINE_SECURITY__SESSION_SECRET must be set to a real secret in production"
+                )
+            if not self.database_url.get_secret_value():
+                raise ValueError("HOTLINE_DATABASE_URL must be set in production")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        url = self.database_url.get_secret_value()
+        if url:
+            # Accept the common spelling and use psycopg 3, the driver we install.
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            elif url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+            return url
+        return f"sqlite:///{self.var_dir / 'hotline.sqlite3'}"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
