@@ -42,6 +42,16 @@ class PbxSettings(BaseModel):
     # Citizen-side SIP trunk, identified by source address.
     trunk_address: str = "127.0.0.1"
     agent_extensions: tuple[int, int] = (8001, 8020)
+    # Name of this Asterisk instance inside the shared chroot (its config, sockets and logs
+    # live in <chroot>/srv/hotline/<instance>); tests use their own so they never touch dev.
+    instance: str = Field(default="dev", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    rtp_start: int = 10000
+    rtp_end: int = 10999
+    # Debian mirror for building the chroot; empty means the one apt already uses here.
+    debian_mirror: str = ""
+    # Agents that are static members of every queue (dev convenience: register a softphone
+    # as 8001 and take calls without the agent desk). Normally agents log in through AMI.
+    static_agents: tuple[int, ...] = (8001,)
 
 
 class IvrSettings(BaseModel):
