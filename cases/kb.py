@@ -174,10 +174,14 @@ def publish_content(
     if (
         article is not None
         and article.status == KbStatus.PUBLISHED
-        and (article.title, article.question, article.answer, list(article.tags),
-             article.department_id)
-        == (content.title, content.question, content.answer, content.tags,
-            content.department_id)
+        and (
+            article.title,
+            article.question,
+            article.answer,
+            list(article.tags),
+            article.department_id,
+        )
+        == (content.title, content.question, content.answer, content.tags, content.department_id)
     ):
         return article, False
     version = save_draft(session, content, external_id=external_id, author_id=author_id)

@@ -164,8 +164,9 @@ def _resolve_departments(
     for line_no, item in numbered:
         if item.department and item.department not in found:
             raise KbImportError(
-                source, line_no, "department",
+                source,
+                line_no,
+                "department",
                 f"no department with code or name '{item.department}'",
             )
     return found
-

@@ -104,17 +104,75 @@ SYNONYMS: dict[str, str] = {
     "手机": "手机",
 }
 
+# Hotline vocabulary jieba's general dictionary splits or misses; segmented as whole words.
+DOMAIN_WORDS: tuple[str, ...] = tuple(
+    """上牌 挂牌 换牌 补牌 上户口 落户 迁户口 户籍 居住证 身份证 临时身份证 驾驶证 行驶证 换证 补证
+    年检 年审 违章 违章停车 占道经营 公积金 提取 社保卡 养老金 养老保险 医疗保险 异地就医 备案
+    报销 低保 最低生活保障 残疾人证 不动产 不动产权证 不动产登记 营业执照 个体工商户 食品安全
+    拖欠工资 农民工 劳动仲裁 劳动合同 停水 停电 爆管 燃气 燃气泄漏 漏气 开户 过户 供暖 物业 物业费
+    噪音 扰民 广场舞 流浪犬 犬只 狂犬疫苗 疫苗接种 路灯 井盖 垃圾清运 垃圾分类 出租车 网约车
+    公交车 拒载 绕路 入学 报名 学位 幼儿园 义务教育 新生儿 出生证明 结婚登记 离婚登记 房屋租赁
+    违建 违章建筑 渣土车 油烟 排污 黑臭水体 电动车 充电桩 飞线充电 消防通道 快递 外卖 预付卡
+    退费 消费纠纷 假冒伪劣 价格欺诈 12345 热线 工单 投诉 举报 求助 建议 表扬""".split()
+)
+
 # Greetings and fillers said before the real question; removed from queries only.
 _FILLER_PHRASES = (
-    "喂喂", "喂", "你好", "您好", "哈喽", "同志", "师傅", "美女", "领导",
-    "我想问一下", "我想问问", "我想问下", "想问一下", "想问下", "问一下", "问下", "请问一下",
-    "请问", "麻烦问一下", "麻烦问下", "麻烦您", "麻烦你", "麻烦", "我想咨询一下", "咨询一下",
-    "我想了解一下", "了解一下", "我想反映一下", "我想反映", "反映一下", "帮我查一下",
-    "打扰一下", "不好意思", "谢谢你", "谢谢", "是这样的", "是这样", "怎么说呢", "这个这个",
-    "那个那个", "就是说", "然后呢", "嗯嗯", "呃", "嗯", "啊", "哦", "呀", "吧", "呢", "嘛",
+    "喂喂",
+    "喂",
+    "你好",
+    "您好",
+    "哈喽",
+    "同志",
+    "师傅",
+    "美女",
+    "领导",
+    "我想问一下",
+    "我想问问",
+    "我想问下",
+    "想问一下",
+    "想问下",
+    "问一下",
+    "问下",
+    "请问一下",
+    "请问",
+    "麻烦问一下",
+    "麻烦问下",
+    "麻烦您",
+    "麻烦你",
+    "麻烦",
+    "我想咨询一下",
+    "咨询一下",
+    "我想了解一下",
+    "了解一下",
+    "我想反映一下",
+    "我想反映",
+    "反映一下",
+    "帮我查一下",
+    "打扰一下",
+    "不好意思",
+    "谢谢你",
+    "谢谢",
+    "是这样的",
+    "是这样",
+    "怎么说呢",
+    "这个这个",
+    "那个那个",
+    "就是说",
+    "然后呢",
+    "嗯嗯",
+    "呃",
+    "嗯",
+    "啊",
+    "哦",
+    "呀",
+    "吧",
+    "呢",
+    "嘛",
 )
-_FILLER_RE = re.compile("|".join(re.escape(p) for p in sorted(_FILLER_PHRASES, key=len,
-                                                                  reverse=True)))
+_FILLER_RE = re.compile(
+    "|".join(re.escape(p) for p in sorted(_FILLER_PHRASES, key=len, reverse=True))
+)
 
 # Function words that carry no topic. Applied to both queries and articles.
 STOP_WORDS: frozenset[str] = frozenset(
@@ -152,7 +210,7 @@ class ChineseAnalyzer:
             tok = jieba.Tokenizer()
             tok.initialize()
             # Make sure the words we fold and match on are segmented as whole words.
-            for word in (*SYNONYMS, *SYNONYMS.values(), *self._extra_words):
+            for word in (*DOMAIN_WORDS, *SYNONYMS, *SYNONYMS.values(), *self._extra_words):
                 if len(word) > 1:
                     tok.add_word(word, freq=20000)
             return tok

@@ -41,18 +41,14 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(
-        self, value: dt.datetime | None, dialect: Any
-    ) -> dt.datetime | None:
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; store aware UTC datetimes only")
         return value.astimezone(dt.UTC)
 
-    def process_result_value(
-        self, value: dt.datetime | None, dialect: Any
-    ) -> dt.datetime | None:
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:  # SQLite returns naive values
@@ -437,3 +433,21 @@ class KbRevision(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# ----------------------------------------------------------------------------- sessions
+
+
+class AuthSession(Base):
+    """A signed-in browser or API client. Only a hash of the token is stored."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+
+    user: Mapped[User] = relationship()

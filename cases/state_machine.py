@@ -54,23 +54,32 @@ TRANSITIONS: dict[CaseAction, Transition] = {
     t.action: t
     for t in (
         Transition(CaseAction.ANSWER_DIRECTLY, frozenset({S.FILED}), S.ANSWERED_DIRECTLY),
-        Transition(
-            CaseAction.DISPATCH, frozenset({S.FILED, S.RETURNED, S.REOPENED}), S.DISPATCHED
-        ),
+        Transition(CaseAction.DISPATCH, frozenset({S.FILED, S.RETURNED, S.REOPENED}), S.DISPATCHED),
         Transition(CaseAction.SIGN, frozenset({S.DISPATCHED}), S.SIGNED),
         Transition(
-            CaseAction.RETURN, frozenset({S.DISPATCHED, S.SIGNED}), S.RETURNED,
+            CaseAction.RETURN,
+            frozenset({S.DISPATCHED, S.SIGNED}),
+            S.RETURNED,
             comment_required=True,
         ),
-        Transition(CaseAction.REQUEST_EXTENSION, frozenset({S.SIGNED}), S.EXTENSION_REQUESTED,
-                   comment_required=True),
+        Transition(
+            CaseAction.REQUEST_EXTENSION,
+            frozenset({S.SIGNED}),
+            S.EXTENSION_REQUESTED,
+            comment_required=True,
+        ),
         Transition(CaseAction.APPROVE_EXTENSION, frozenset({S.EXTENSION_REQUESTED}), S.SIGNED),
-        Transition(CaseAction.REFUSE_EXTENSION, frozenset({S.EXTENSION_REQUESTED}), S.SIGNED,
-                   comment_required=True),
+        Transition(
+            CaseAction.REFUSE_EXTENSION,
+            frozenset({S.EXTENSION_REQUESTED}),
+            S.SIGNED,
+            comment_required=True,
+        ),
         Transition(CaseAction.REPLY, frozenset({S.SIGNED}), S.REPLIED, comment_required=True),
         Transition(CaseAction.CLOSE, frozenset({S.REPLIED}), S.CLOSED),
-        Transition(CaseAction.REOPEN, frozenset({S.REPLIED, S.CLOSED}), S.REOPENED,
-                   comment_required=True),
+        Transition(
+            CaseAction.REOPEN, frozenset({S.REPLIED, S.CLOSED}), S.REOPENED, comment_required=True
+        ),
         Transition(CaseAction.MERGE, _OPEN_FOR_MERGE, S.MERGED),
     )
 }

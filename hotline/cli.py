@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from hotline.errors import HotlineError
 from hotline.settings import Settings
 
+if TYPE_CHECKING:
+    from hotline.services import Services
 
-class HotlineError(click.ClickException):
-    """An error the user can act on: printed as one line, exit status 1, no traceback."""
+__all__ = ["HotlineError", "main"]
 
 
 def load_settings() -> Settings:
@@ -19,6 +25,22 @@ def load_settings() -> Settings:
         return Settings()
     except Exception as exc:  # pydantic ValidationError: show the fields, not a traceback
         raise HotlineError(f"invalid settings: {exc}") from exc
+
+
+def open_services(settings: Settings, *, require_schema: bool = True) -> Services:
+    """Services with a reachable (and, unless told otherwise, migrated) database."""
+    from cases.db import DatabaseUnavailable, check_database
+    from cases.migrate import current_revision
+    from hotline.services import Services
+
+    services = Services.build(settings)
+    try:
+        check_database(services.engine)
+    except DatabaseUnavailable as exc:
+        raise HotlineError(str(exc)) from None
+    if require_schema and current_revision(services.engine) is None:
+        raise HotlineError("the database has no schema yet: run `hotline db upgrade` first")
+    return services
 
 
 @click.group()
@@ -32,6 +54,174 @@ def main(ctx: click.Context, verbose: bool) -> None:
         stream=sys.stderr,
     )
     ctx.obj = load_settings()
+
+
+# --------------------------------------------------------------------------- db
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_obj
+def db_upgrade(settings: Settings, revision: str) -> None:
+    """Apply migrations (creates the SQLite file under var/ by default)."""
+    from cases.migrate import current_revision, upgrade
+
+    services = open_services(settings, require_schema=False)
+    upgrade(services.engine, revision)
+    click.echo(f"database at revision {current_revision(services.engine)}")
+
+
+# --------------------------------------------------------------------------- seed
+
+
+@main.group()
+def seed() -> None:
+    """Demo data."""
+
+
+@seed.command("demo")
+@click.option("--if-empty", is_flag=True, help="Do nothing (exit 0) if data already exists.")
+@click.pass_obj
+def seed_demo_cmd(settings: Settings, if_empty: bool) -> None:
+    """Load the demo city: departments, categories, KB, users, citizens, a year of cases."""
+    import datetime as dt
+
+    from sqlalchemy import func, select
+
+    from cases.demo.seed import seed_demo
+    from cases.models import Department
+
+    services = open_services(settings)
+    with services.transaction() as session:
+        if session.scalar(select(func.count(Department.id))):
+            if if_empty:
+                click.echo("demo data already present; nothing to do")
+                return
+            raise HotlineError("the database already has data; seed only an empty database")
+        password = secrets.token_urlsafe(12)
+        counts = seed_demo(session, today=dt.datetime.now(settings.tz).date(),
+                           demo_password=password)
+    credentials = settings.var_dir / "demo-credentials.txt"
+    credentials.parent.mkdir(parents=True, exist_ok=True)
+    credentials.touch(mode=0o600)
+    credentials.write_text(
+        "Demo accounts (admin, banzhang1, kbeditor, agent01..agent20, dept-<code>)\n"
+        f"password: {password}\n",
+        encoding="utf-8",
+    )
+    click.echo(
+        "seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + f"\ndemo sign-in: see {credentials}"
+    )
+
+
+# --------------------------------------------------------------------------- kb
+
+
+@main.group()
+def kb() -> None:
+    """Knowledge base."""
+
+
+@kb.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+def kb_import(settings: Settings, file: Path) -> None:
+    """Import articles from JSONL (one article per line; idempotent by id; all or nothing)."""
+    from cases.kb_import import KbImportError, import_kb_file
+
+    services = open_services(settings)
+    try:
+        with services.transaction() as session:
+            result = import_kb_file(session, file, actor_label="cli")
+    except KbImportError as exc:
+        raise HotlineError(f"{exc}; nothing was imported") from None
+    click.echo(
+        f"imported {result.imported} new, {result.updated} updated, "
+        f"{result.unchanged} unchanged"
+    )
+
+
+@kb.command("search")
+@click.argument("text", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.pass_obj
+def kb_search(settings: Settings, text: tuple[str, ...], as_json: bool, limit: int) -> None:
+    """Search the knowledge base as a caller would ask."""
+    services = open_services(settings)
+    query = " ".join(text)
+    with services.transaction() as session:
+        hits = services.kb_index.search(session, query, limit)
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=1))
+        return
+    if not hits:
+        click.echo("no matching article")
+    for rank, hit in enumerate(hits, start=1):
+        click.echo(f"{rank:2d}. [{hit.id}] {hit.title}  ({hit.score:.2f})")
+
+
+# --------------------------------------------------------------------------- users
+
+
+@main.group()
+def user() -> None:
+    """User accounts."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", required=True,
+              type=click.Choice(["agent", "supervisor", "department_staff", "kb_editor", "admin"]))
+@click.option("--name", "display_name", help="Display name (defaults to the username).")
+@click.option("--department", "department_code", help="Department code (department staff).")
+@click.option("--extension", help="Agent's SIP extension, e.g. 8001.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Prompted for when omitted (never put it on a shared command line).")
+@click.pass_obj
+def user_add(settings: Settings, username: str, role: str, display_name: str | None,
+             department_code: str | None, extension: str | None, password: str) -> None:
+    """Create a user."""
+    from cases.models import Role
+    from cases.service import CaseInputError
+    from cases.users import add_user
+
+    services = open_services(settings)
+    try:
+        with services.transaction() as session:
+            created = add_user(session, username=username, password=password, role=Role(role),
+                               display_name=display_name, department_code=department_code,
+                               extension=extension)
+            click.echo(f"user {created.username} ({created.role.value}) created")
+    except CaseInputError as exc:
+        raise HotlineError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default from settings: 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default from settings: 8000).")
+@click.pass_obj
+def serve(settings: Settings, host: str | None, port: int | None) -> None:
+    """Run the web service (agent desk, wallboard, API)."""
+    import uvicorn
+
+    from agent_ui.app import create_app
+
+    services = open_services(settings)
+    app = create_app(settings, services)
+    host = host or settings.host
+    port = port or settings.port
+    click.echo(f"hotline serving on http://{host}:{port}/", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 
 
 def _register() -> None:

@@ -487,6 +487,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_contacts_citizen_id"), ["citizen_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_contacts_started_at"), ["started_at"], unique=False)
 
+    op.create_table(
+        "auth_sessions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("csrf_token", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    with op.batch_alter_table("auth_sessions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_auth_sessions_user_id"), ["user_id"], unique=False)
+
     _create_append_only_triggers()
     # The knowledge base's single revision counter starts at 0.
     op.execute("INSERT INTO kb_revision (id, revision) VALUES (1, 0)")
@@ -512,6 +527,7 @@ def _create_append_only_triggers() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("auth_sessions")
     if op.get_bind().dialect.name != "sqlite":
         op.execute("DROP TRIGGER IF EXISTS case_events_append_only ON case_events")
         op.execute("DROP FUNCTION IF EXISTS case_events_append_only()")

@@ -1,0 +1,63 @@
+"""The web service: `create_app(settings)` builds it; nothing happens at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from agent_ui import api_cases, api_citizens, api_kb, auth
+from agent_ui.errors import install_error_handlers
+from cases.db import DatabaseUnavailable, check_database
+from hotline.services import Services
+from hotline.settings import Settings
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    owned = services is None
+    services = services or Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                services.close()
+
+    app = FastAPI(
+        title="12345 Hotline",
+        version="0.1.0",
+        description="Citizen-service hotline: IVR, queues, agent desk, cases.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(api_kb.router)
+    app.include_router(api_cases.router)
+    app.include_router(api_citizens.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            check_database(services.engine)
+            checks["database"] = {"ok": True}
+        except DatabaseUnavailable as exc:
+            ok = False
+            checks["database"] = {"ok": False, "error": str(exc)}
+        return JSONResponse(
+            {"status": "ok" if ok else "degraded", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,39 @@
+"""The long-lived objects one process shares: built once from Settings, passed down.
+
+The web app, the FastAGI server and the CLI all start from `Services.build(settings)`, so
+there is one place that decides how to reach the database and which search index to use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from cases.db import make_engine, make_session_factory, session_scope
+from cases.kb_search import KbSearchIndex
+from hotline.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    kb_index: KbSearchIndex = field(default_factory=KbSearchIndex)
+
+    @classmethod
+    def build(cls, settings: Settings, engine: Engine | None = None) -> Services:
+        engine = engine or make_engine(settings)
+        return cls(settings=settings, engine=engine, session_factory=make_session_factory(engine))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with session_scope(self.session_factory) as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
