@@ -534,7 +534,11 @@ class DevPbx:
                 )
 
     def _asterisk_rx(self, command: str, timeout: float = 30.0) -> str:
-        argv = ["chroot", str(self.root), ASTERISK_BIN, "-C", self.asterisk_conf, "-rx", command]
+        # -n: no ANSI colours in the output we parse.
+        argv = [
+            *("chroot", str(self.root), ASTERISK_BIN, "-C", self.asterisk_conf),
+            *("-n", "-rx", command),
+        ]
         try:
             proc = subprocess.run(  # noqa: S603
                 argv,
@@ -551,7 +555,7 @@ class DevPbx:
             raise PbxError(
                 f"`asterisk -rx {command!r}` failed: {msg[-1] if msg else proc.returncode}"
             )
-        return proc.stdout
+        return _ANSI_RE.sub("", proc.stdout)
 
     def _maybe_unmount_proc(self) -> None:
         """Unmount the chroot's /proc once no instance runs in it any more."""
@@ -570,6 +574,7 @@ class DevPbx:
 # CLI output parsing
 # --------------------------------------------------------------------------------------
 
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _ENDPOINT_RE = re.compile(r"^\s*Endpoint:\s+(?P<name>[^\s/]+)(?:/\S+)?\s+(?P<state>\S.*?)\s{2,}\d")
 _CONTACT_RE = re.compile(r"^\s*Contact:\s+(?P<aor>[^/\s]+)/(?P<uri>\S+)")
 
