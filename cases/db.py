@@ -52,7 +52,8 @@ def check_database(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+        orig = getattr(exc, "orig", None)
+        reason = (str(orig or exc).strip().splitlines() or ["unknown error"])[0]
         safe_url = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnavailable(f"database {safe_url} unreachable: {reason}") from exc
 

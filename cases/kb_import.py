@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from cases.kb import ArticleContent, publish_content
-from cases.kb_text import ChineseAnalyzer
+from cases.kb_text import ChineseAnalyzer, shared_analyzer
 from cases.models import Department, KbArticle
 
 MAX_LINE_BYTES = 256 * 1024
@@ -101,7 +101,7 @@ def import_kb_lines(
     numbered = parse_lines(lines, source)
     departments = _resolve_departments(session, numbered, source)
     items = [item for _, item in numbered]
-    analyzer = analyzer or ChineseAnalyzer()
+    analyzer = analyzer or shared_analyzer()
     result = ImportResult()
     ids = [i.id for i in items]
     existing = set(

@@ -14,7 +14,6 @@ import html
 import math
 import re
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cases.kb_text import SYNONYMS, ChineseAnalyzer
+from cases.kb_text import SYNONYMS, ChineseAnalyzer, shared_analyzer
 from cases.models import KbArticle, KbRevision, KbStatus
 
 # Bump when analysis changes; stored terms from another version are recomputed on load.
@@ -63,7 +62,7 @@ def analyse_article(
     analyzer: ChineseAnalyzer, title: str, question: str, answer: str, tags: list[str]
 ) -> dict[str, Any]:
     """Field-weighted term frequencies for one article (stored in ``search_terms``)."""
-    weighted: Counter[str] = Counter()
+    weighted: dict[str, float] = {}
     length = 0.0
     fields = {"title": title, "question": question, "answer": answer, "tags": " ".join(tags)}
     for field, text in fields.items():
@@ -71,9 +70,10 @@ def analyse_article(
         normalised = analyzer.normalise(text)
         words = analyzer.words(normalised)
         for word in words:
-            weighted[word] += weight
+            weighted[word] = weighted.get(word, 0.0) + weight
         for gram in analyzer.bigrams(normalised):
-            weighted[BIGRAM_PREFIX + gram] += weight * BIGRAM_WEIGHT
+            key = BIGRAM_PREFIX + gram
+            weighted[key] = weighted.get(key, 0.0) + weight * BIGRAM_WEIGHT
         length += weight * len(words)
     return {
         "v": ANALYZER_VERSION,
@@ -98,7 +98,7 @@ class KbSearchIndex:
     """One per process. Thread-safe: a lock guards refresh; searches read a consistent view."""
 
     def __init__(self, analyzer: ChineseAnalyzer | None = None) -> None:
-        self.analyzer = analyzer or ChineseAnalyzer()
+        self.analyzer = analyzer or shared_analyzer()
         self._lock = threading.RLock()
         self._revision = -1
         self._slot_of: dict[int, int] = {}  # article pk -> slot

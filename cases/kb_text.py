@@ -9,6 +9,7 @@ so a caller's 电瓶车 meets an article's 电动车.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -252,3 +253,10 @@ class ChineseAnalyzer:
         for run in _CJK_RUN.findall(normalised):
             grams.extend(run[i : i + 2] for i in range(len(run) - 1))
         return grams
+
+
+@functools.cache
+def shared_analyzer() -> ChineseAnalyzer:
+    """The process's analyser. It holds no per-request state, and building one loads jieba's
+    dictionary (about a second), so every index and importer in a process shares this one."""
+    return ChineseAnalyzer()

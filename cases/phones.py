@@ -15,8 +15,11 @@ class InvalidPhone(ValueError):
     pass
 
 
-def normalise_phone(raw: str) -> str:
-    """Digits only, without +86/0086, or InvalidPhone with a reason."""
+def normalise_phone(raw: str, *, allow_short: bool = False) -> str:
+    """Digits only, without +86/0086, or InvalidPhone with a reason.
+
+    Short service numbers (110, 12345, 95598) are valid only where asked for (dialled
+    numbers); a citizen's own number is a mobile or a fixed line."""
     if raw is None:
         raise InvalidPhone("phone number is empty")
     s = _SEPARATORS.sub("", raw.strip())
@@ -30,7 +33,8 @@ def normalise_phone(raw: str) -> str:
         raise InvalidPhone("phone number must contain digits only")
     if len(s) > 20:
         raise InvalidPhone("phone number is too long")
-    if not (_MAINLAND_MOBILE.match(s) or _FIXED_LINE.match(s) or _SERVICE.match(s)):
+    if not (_MAINLAND_MOBILE.match(s) or _FIXED_LINE.match(s)
+            or (allow_short and _SERVICE.match(s))):
         raise InvalidPhone(f"'{s}' is not a valid mainland mobile or fixed-line number")
     return s
 

@@ -53,6 +53,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        # Alembic narrates every schema check at INFO; only its warnings matter here.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = load_settings()
 
 

@@ -10,11 +10,16 @@ from cases.phones import InvalidPhone, mask_phone, normalise_phone, try_normalis
         ("+86 138-0013-8000", "13800138000"),
         ("0086 13800138000", "13800138000"),
         ("0794-8123456", "07948123456"),
-        ("12345", "12345"),
     ],
 )
 def test_normalise(raw, expected):
     assert normalise_phone(raw) == expected
+
+
+def test_short_service_numbers_only_where_allowed():
+    assert normalise_phone("12345", allow_short=True) == "12345"
+    with pytest.raises(InvalidPhone):
+        normalise_phone("12345")
 
 
 @pytest.mark.parametrize(
