@@ -634,8 +634,8 @@ def _require_tools(tools: list[str], why: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise PbxError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing {why}: "
-            f"apt-get install {' '.join(missing)} (or run .ci/install-pbx.sh)"
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} needed {why} "
+            f"but missing: apt-get install {' '.join(missing)} (or run .ci/install-pbx.sh)"
         )
 
 

@@ -180,8 +180,7 @@ class _FakeAgi(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, port: int, queue: str) -> None:
-        self.queue = queue
+    def __init__(self, port: int) -> None:
         self.requests: list[dict[str, str]] = []
         super().__init__(("127.0.0.1", port), _FakeAgiHandler)
 
@@ -199,7 +198,12 @@ class _FakeAgiHandler(socketserver.StreamRequestHandler):
             env[key] = value
         script = env.get("agi_network_script", "")
         if script == dialplan.AGI_IVR:
-            self.command(f'SET VARIABLE {dialplan.VAR_QUEUE} "{self.server.queue}"')
+            # The menu, interrupted by the caller's RFC 2833 digit.
+            reply = self.command(f"GET DATA {dialplan.prompt('menu')} 8000 1")
+            digit = re.search(r"result=(\S*)", reply)
+            env["digits"] = digit.group(1) if digit else ""
+            queue = {"1": dialplan.QUEUE_CONSULTATION, "2": dialplan.QUEUE_COMPLAINT}
+            self.command(f'SET VARIABLE {dialplan.VAR_QUEUE} "{queue.get(env["digits"], "")}"')
             self.command(f'SET VARIABLE {dialplan.VAR_CONTACT_ID} "contact-42"')
         elif script == dialplan.AGI_SURVEY:
             for var in (dialplan.VAR_CONTACT_ID, dialplan.VAR_AGENT, dialplan.VAR_QUEUE):
@@ -215,7 +219,7 @@ class _FakeAgiHandler(socketserver.StreamRequestHandler):
 
 @pytest.fixture
 def fake_agi(dev_pbx: DevPbx) -> Iterator[_FakeAgi]:
-    server = _FakeAgi(dev_pbx.pbx.agi_port, dialplan.QUEUE_COMPLAINT)
+    server = _FakeAgi(dev_pbx.pbx.agi_port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -225,14 +229,20 @@ def fake_agi(dev_pbx: DevPbx) -> Iterator[_FakeAgi]:
         server.server_close()
 
 
-def test_ivr_routes_by_channel_variable_and_survey_follows_the_agent(
+def test_dtmf_routes_by_channel_variable_and_survey_follows_the_agent(
     dev_pbx: DevPbx, clean_queues: DevPbx, fake_agi: _FakeAgi
 ) -> None:
     settings = dev_pbx.settings
     agent = sipp.start_agent(settings, "8003", answer_ms=300, talk_ms=1000)
     try:
         dev_pbx.cli(f"queue add member PJSIP/8003 to {dialplan.QUEUE_COMPLAINT}")
-        call = sipp.citizen_call(settings, caller="13800000004", ending="pbx", bye_timeout_ms=30000)
+        call = sipp.citizen_call(
+            settings,
+            caller="13800000004",
+            steps=[sipp.pause(1500), sipp.dtmf("2")],
+            ending="pbx",
+            bye_timeout_ms=30000,
+        )
         agent_result = agent.wait(40)
         call_result = call.wait(40)
     finally:
@@ -243,6 +253,7 @@ def test_ivr_routes_by_channel_variable_and_survey_follows_the_agent(
     assert scripts == [dialplan.AGI_IVR, dialplan.AGI_SURVEY]
     ivr, survey = fake_agi.requests
     assert ivr["agi_callerid"] == "13800000004"
+    assert ivr["digits"] == "2"  # arrived as RFC 2833 DTMF and interrupted the menu
     assert ivr["agi_extension"] == settings.ivr.hotline_number
     assert ivr["agi_context"] == dialplan.CONTEXT_CITIZENS
     assert survey[dialplan.VAR_CONTACT_ID] == "contact-42"
