@@ -18,6 +18,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from cases.demo import places as P
@@ -1061,6 +1062,10 @@ class _Seeder:
     def _insert(self, model: Any, rows: list[dict[str, Any]], returning: bool = True) -> list[int]:
         if not rows:
             return []
+        # Bulk INSERT ignores unknown keys; refuse them so a model change cannot go unnoticed.
+        unknown = set(rows[0]) - set(sa_inspect(model).columns.keys())
+        if unknown:
+            raise DemoDataError(f"{model.__name__} has no column(s) {sorted(unknown)}")
         if not returning:
             for i in range(0, len(rows), 2000):
                 self.s.execute(insert(model), rows[i:i + 2000])
@@ -1097,11 +1102,11 @@ class _Seeder:
         contact_ids = self._insert(Contact, contacts)
         case_rows: list[dict[str, Any]] = []
         all_events: list[list[Ev]] = []
-        for p, cid in zip(plans, contact_ids, strict=True):
+        for p in plans:
             head = plans[p.merged_into].number if p.merged_into is not None else None
             evs = [e for e in self.timeline(p, head) if e.at <= self.now]
             all_events.append(evs)
-            case_rows.append(self._case_row(p, evs, cid))
+            case_rows.append(self._case_row(p, evs))
         case_ids = self._insert(Case, case_rows)
         self.s.execute(update(Contact), [
             {"id": cid, "case_id": kid} for cid, kid in zip(contact_ids, case_ids, strict=True)
@@ -1134,7 +1139,7 @@ class _Seeder:
         self.counts["contacts_without_case"] = len(extra)
         self.counts["case_number_days"] = len(seqs)
 
-    def _case_row(self, p: CasePlan, evs: list[Ev], contact_id: int) -> dict[str, Any]:
+    def _case_row(self, p: CasePlan, evs: list[Ev]) -> dict[str, Any]:
         cat = self.cats[p.category]
         last = evs[-1]
         dispatches = [e for e in evs if e.action == A.DISPATCH.value]
@@ -1150,11 +1155,12 @@ class _Seeder:
                 30 if p.priority == Priority.URGENT else None)
             sign_by = (dispatched_at + dt.timedelta(minutes=limit_min) if limit_min
                        else add_working_days(local, 1).astimezone(dt.UTC))
-            first_local = dispatches[0].at.astimezone(self.tz)
+            # The deadline runs from the current assignment (a re-dispatch after 退单 or 重办
+            # starts it again), plus any extension approved since.
             days = int(cat["handle_limit_working_days"]) + sum(
                 int(e.data.get("days", 0)) for e in evs
-                if e.action == A.APPROVE_EXTENSION.value)
-            handle_by = add_working_days(first_local, days).astimezone(dt.UTC)
+                if e.action == A.APPROVE_EXTENSION.value and e.at >= dispatched_at)
+            handle_by = add_working_days(local, days).astimezone(dt.UTC)
         closed_at = last.at if last.to_status in (S.CLOSED, S.ANSWERED_DIRECTLY, S.MERGED) \
             else None
         satisfaction = None
@@ -1177,7 +1183,7 @@ class _Seeder:
             "signed_at": signs[-1].at if signs else None,
             "replied_at": replies[-1].at if replies else None, "closed_at": closed_at,
             "channel": p.channel, "citizen_id": p.citizen, "filed_by_id": p.agent,
-            "source_contact_id": contact_id, "merged_into_id": None,
+            "merged_into_id": None,
             "answered_directly": last.to_status == S.ANSWERED_DIRECTLY,
             "satisfaction": satisfaction, "reply_text": reply_text, "version": 1,
             "created_at": p.filed_at, "updated_at": last.at,
