@@ -26,7 +26,7 @@ from cases.kb_text import SYNONYMS, ChineseAnalyzer, shared_analyzer
 from cases.models import KbArticle, KbRevision, KbStatus
 
 # Bump when analysis changes; stored terms from another version are recomputed on load.
-ANALYZER_VERSION = 1
+ANALYZER_VERSION = 2
 FIELD_WEIGHTS = {"title": 3.0, "tags": 2.5, "question": 2.0, "answer": 1.0}
 BIGRAM_WEIGHT = 0.35  # character pairs only rescue what segmentation split differently
 BIGRAM_PREFIX = "~"

@@ -102,7 +102,10 @@ SYNONYMS: dict[str, str] = {
     "暂住证": "居住证",
     "低保": "最低生活保障",
     "残疾证": "残疾人证",
-    "手机": "手机",
+    "单子": "工单",
+    "掉了": "丢失",
+    "丢了": "丢失",
+    "遗失": "丢失",
 }
 
 # Hotline vocabulary jieba's general dictionary splits or misses; segmented as whole words.

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from cases.migrate import upgrade
 from cases.models import Base
+from cases.service import forget_day_sequences
 from hotline.services import Services
 from hotline.settings import Settings
 
@@ -56,6 +57,12 @@ class _PostgresDatabase:
                      + " RESTART IDENTITY CASCADE")
             )
             conn.execute(text("INSERT INTO kb_revision (id, revision) VALUES (1, 0)"))
+            for (name,) in conn.execute(text(
+                "SELECT relname FROM pg_class WHERE relkind = 'S' "
+                "AND relname LIKE 'case\\_number\\_seq\\_%'"
+            )):
+                conn.execute(text(f'DROP SEQUENCE "{name}"'))
+        forget_day_sequences()
 
     def drop(self) -> None:
         with self.admin.connect() as conn:
