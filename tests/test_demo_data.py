@@ -246,6 +246,8 @@ def test_every_case_has_a_consistent_audit_trail(seeded):
             assert after.from_status == before.to_status, case.number
             assert after.at >= before.at, case.number
         assert all(e.actor_label for e in trail)
+        for text in (case.title, case.description, case.reply_text or ""):
+            assert "{" not in text and "}" not in text, case.number  # no unfilled template
         if case.status == CaseStatus.CLOSED:
             assert case.closed_at is not None and case.replied_at is not None
         if case.dispatched_at is not None:
@@ -264,6 +266,11 @@ def test_contacts(seeded):
     phone = [c for c in contacts if c.channel == Channel.PHONE and c.case_id is not None]
     assert phone and all(c.ivr_path and c.ivr_path[0]["step"] == "welcome" for c in phone)
     assert all(c.agent_id is not None and c.answered_at is not None for c in phone)
+    for c in contacts:
+        steps = [s["at"] for s in c.ivr_path if "at" in s]
+        assert steps == sorted(steps), c.ivr_path
+        if c.answered_at is not None:
+            assert c.started_at <= c.answered_at <= c.ended_at
     outcomes = Counter(c.outcome.value for c in contacts if c.case_id is None)
     for outcome in ("answered", "abandoned", "self_service", "blocked"):
         assert outcomes[outcome] > 0, outcome

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -485,24 +485,31 @@ class _Seeder:
 
     # ------------------------------------------------------------------ cases
 
-    def _ctx(self, loc: Loc, dept: str) -> dict[str, Any]:
+    def _ctx(
+        self, loc: Loc, dept: str, filed: dt.datetime, fixed: dict[str, str] | None
+    ) -> dict[str, Any]:
         rng = self.rng
-        return {
+        local = filed.astimezone(self.tz)
+        earlier = max(local - dt.timedelta(minutes=rng.randint(10, 180)),
+                      local.replace(hour=0, minute=0, second=0))
+        ctx = {
             "loc": loc.short, "road": loc.road, "xiaoqu": loc.xiaoqu, "village": loc.village,
             "shop": rng.choice(P.SHOPS), "company": rng.choice(P.COMPANIES),
             "pm": rng.choice(P.PROPERTY_COMPANIES), "n": rng.randint(2, 9),
-            "dur": rng.choice(TPL.DURATIONS), "when": rng.choice(TPL.WHENS),
+            "dur": rng.choice(TPL.DURATIONS), "when": TPL.when_phrase(earlier.hour),
             "dept": self.dept_short[dept],
         }
+        ctx.update(fixed or {})
+        return ctx
 
     def _text_for(
         self, ctype: CaseType, code: str, channel: Channel, loc: Loc, dept: str,
-        issue_index: int,
+        issue_index: int, filed: dt.datetime, fixed: dict[str, str] | None,
     ) -> tuple[str, str, bool, str]:
         """Title, description, whether the place matters, and the department's reply."""
         rng = self.rng
         t = TPL.TEMPLATES[code]
-        ctx = self._ctx(loc, dept)
+        ctx = self._ctx(loc, dept, filed, fixed)
         subject = TPL.SUBJECTS[channel.value]
         opener = OPENERS[channel]
         if ctype == CaseType.CONSULTATION:
@@ -606,7 +613,7 @@ class _Seeder:
     def _make_plan(
         self, filed: dt.datetime, ctype: CaseType, code: str, *, citizen: CitizenInfo | None = None,
         loc: Loc | None = None, issue_index: int | None = None, channel: Channel | None = None,
-        burst: int | None = None,
+        burst: int | None = None, fixed: dict[str, str] | None = None,
     ) -> CasePlan:
         rng = self.rng
         cat = self.cats[code]
@@ -624,9 +631,11 @@ class _Seeder:
         if loc.town_dept and code in ("C0102", "C0103", "C0107", "C1401", "C1402", "C0903"):
             dept = loc.town_dept  # townships handle these themselves
         title, desc, uses_place, fix = self._text_for(
-            ctype, code, channel, loc, dept, issue_index)
+            ctype, code, channel, loc, dept, issue_index, filed, fixed)
         priority = Priority(cat["default_priority"])
-        if priority == Priority.NORMAL and ctype == CaseType.HELP and rng.random() < 0.04:
+        if ctype in (CaseType.CONSULTATION, CaseType.SUGGESTION, CaseType.PRAISE):
+            priority = Priority.NORMAL  # nobody is in danger
+        elif priority == Priority.NORMAL and ctype == CaseType.HELP and rng.random() < 0.04:
             priority = Priority.URGENT
         place = loc if uses_place else None
         if place is not None and rng.random() < 0.2:
@@ -653,6 +662,8 @@ class _Seeder:
             day = self.today - dt.timedelta(days=back)
             start = dt.datetime.combine(day, dt.time(hour, 5), tzinfo=self.tz)
             loc = self.location(kind, None)
+            fixed = {"company": rng.choice(P.COMPANIES), "shop": rng.choice(P.SHOPS),
+                     "pm": rng.choice(P.PROPERTY_COMPANIES)}
             for _ in range(count):
                 at = start + dt.timedelta(minutes=rng.uniform(0, spread * 60))
                 citizen = rng.choices(self.citizens, weights=self.citizen_weights)[0]
@@ -660,7 +671,7 @@ class _Seeder:
                 out.append(self._make_plan(
                     at.astimezone(dt.UTC), ctype, code, citizen=citizen, loc=loc,
                     issue_index=issue, channel=rng.choice([Channel.PHONE] * 4 + [Channel.WECHAT]),
-                    burst=b,
+                    burst=b, fixed=fixed,
                 ))
         return out
 
@@ -863,20 +874,20 @@ class _Seeder:
     def _phone_contact(
         self, *, answered: dt.datetime, talk_s: int, citizen: CitizenInfo | None,
         queue: str, digit: str, agent: tuple[int, str, str] | None, outcome: ContactOutcome,
-        summary: str | None, extra_steps: Sequence[dict[str, Any]] = (),
+        summary: str | None,
         from_address: str | None = None,
     ) -> dict[str, Any]:
         rng = self.rng
         wait = rng.choice([rng.randint(3, 20), rng.randint(3, 20), rng.randint(15, 120)])
         queued = answered - dt.timedelta(seconds=wait)
-        started = queued - dt.timedelta(seconds=rng.randint(12, 45))
+        ivr_s = rng.randint(15, 45)
+        started = queued - dt.timedelta(seconds=ivr_s)
         if citizen is not None and "repeat_caller" in citizen.tags:
             queue = "priority"
         steps: list[dict[str, Any]] = [
             {"step": "welcome", "at": started.isoformat()},
             {"step": "menu", "digit": digit,
-             "at": (started + dt.timedelta(seconds=rng.randint(8, 25))).isoformat()},
-            *extra_steps,
+             "at": (started + dt.timedelta(seconds=rng.randint(6, ivr_s - 4))).isoformat()},
             {"step": "queue", "queue": queue, "at": queued.isoformat()},
         ]
         uid = self._uniqueid(started)
@@ -963,10 +974,11 @@ class _Seeder:
             elif kind == "callback":
                 row = self._phone_contact(
                     answered=at, talk_s=0, citizen=citizen, queue="complaint", digit="2",
-                    agent=None, outcome=ContactOutcome.CALLBACK_REQUESTED, summary=None,
-                    extra_steps=[{"step": "callback_offer", "accepted": True,
-                                  "at": at.isoformat()}])
-                row["ended_at"] = row["answered_at"]
+                    agent=None, outcome=ContactOutcome.CALLBACK_REQUESTED, summary=None)
+                # Offered while waiting in the queue (`at` is when the caller accepted).
+                row["ivr_path"].append({"step": "callback_offer", "accepted": True,
+                                        "at": at.isoformat()})
+                row["ended_at"] = row["answered_at"] + dt.timedelta(seconds=8)
                 row["answered_at"] = None
                 rows.append(row)
                 back_at = at + dt.timedelta(minutes=rng.randint(5, 90))

@@ -30,7 +30,7 @@ TEMPLATES: dict[str, CategoryTemplate] = {
     "C0101": T(
         types={"complaint": 6, "report": 2, "suggestion": 1, "consultation": 1}, loc="road",
         issues=[
-            ("{loc}流动摊贩占道卖菜", "{loc}每天早上{when}有流动摊贩在人行道和非机动车道上摆摊卖菜，行人只能走到机动车道上，存在安全隐患"),
+            ("{loc}流动摊贩占道卖菜", "{loc}每天早上六点到九点有流动摊贩在人行道和非机动车道上摆摊卖菜，行人只能走到机动车道上，存在安全隐患"),
             ("{loc}商户出店经营", "{loc}的“{shop}”长期把桌椅、货架摆到店外人行道上经营，{dur}，行人通行困难"),
             ("{loc}夜市占道影响通行", "{loc}{dur}每晚都有大排档占道经营，桌椅摆到路中间，车辆无法通行，散场后垃圾遍地"),
             ("{loc}水果摊占用盲道", "{loc}有几个卖水果的三轮车长期停在盲道上摆卖，视障人士无法通行"),
@@ -744,8 +744,26 @@ DEMANDS = {
 
 DURATIONS = ["近一周来", "已经持续半个多月", "从上个月开始", "这几天", "最近一段时间", "一直以来",
              "近两个月"]
-WHENS = ["早上六点多", "上午九点左右", "中午十二点左右", "下午三点多", "傍晚六点左右", "晚上八点多",
-         "晚上十点以后"]
+_ZH_HOURS = ["零", "一", "两", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二"]
+
+
+def when_phrase(hour: int) -> str:
+    """A time of day the way callers say it: 早上七点多, 下午三点多, 晚上十点多 ..."""
+    h12 = hour if hour <= 12 else hour - 12
+    n = _ZH_HOURS[h12]
+    if hour < 5:
+        return f"凌晨{n}点多"
+    if hour < 8:
+        return f"早上{n}点多"
+    if hour < 12:
+        return f"上午{n}点左右"
+    if hour < 13:
+        return "中午十二点左右"
+    if hour < 17:
+        return f"下午{n}点多"
+    if hour < 19:
+        return f"傍晚{n}点左右"
+    return f"晚上{n}点多"
 
 # What the hotline answers on the call for a consultation (answered directly).
 DIRECT_ANSWERS = [
@@ -771,6 +789,7 @@ REOPEN_REASONS = [
 # Issues that only make sense in a particular kind of place: (category, issue index) -> kind.
 ISSUE_LOC: dict[tuple[str, int], str] = {
     ("C0102", 3): "village",
+    ("C0903", 1): "village",
     ("C0903", 2): "village",
     ("C1703", 0): "road",
     ("C1703", 1): "village",
