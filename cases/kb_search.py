@@ -14,6 +14,7 @@ import html
 import math
 import re
 import threading
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from cases.kb_text import SYNONYMS, ChineseAnalyzer, shared_analyzer
 from cases.models import KbArticle, KbRevision, KbStatus
 
 # Bump when analysis changes; stored terms from another version are recomputed on load.
-ANALYZER_VERSION = 2
+ANALYZER_VERSION = 4
 FIELD_WEIGHTS = {"title": 3.0, "tags": 2.5, "question": 2.0, "answer": 1.0}
 BIGRAM_WEIGHT = 0.35  # character pairs only rescue what segmentation split differently
 BIGRAM_PREFIX = "~"
@@ -61,7 +62,12 @@ class SearchHit:
 def analyse_article(
     analyzer: ChineseAnalyzer, title: str, question: str, answer: str, tags: list[str]
 ) -> dict[str, Any]:
-    """Field-weighted term frequencies for one article (stored in ``search_terms``)."""
+    """Field-weighted term frequencies for one article (stored in ``search_terms``).
+
+    Character bigrams come from the short fields only (title, question, tags): they rescue a
+    segmentation mismatch where it matters most, while bigrams of long answers would triple
+    the index for almost no gain in recall (measured on tests/data/kb_queries.jsonl).
+    """
     weighted: dict[str, float] = {}
     length = 0.0
     fields = {"title": title, "question": question, "answer": answer, "tags": " ".join(tags)}
@@ -71,9 +77,10 @@ def analyse_article(
         words = analyzer.words(normalised)
         for word in words:
             weighted[word] = weighted.get(word, 0.0) + weight
-        for gram in analyzer.bigrams(normalised):
-            key = BIGRAM_PREFIX + gram
-            weighted[key] = weighted.get(key, 0.0) + weight * BIGRAM_WEIGHT
+        if field != "answer":
+            for gram in analyzer.bigrams(normalised):
+                key = BIGRAM_PREFIX + gram
+                weighted[key] = weighted.get(key, 0.0) + weight * BIGRAM_WEIGHT
         length += weight * len(words)
     return {
         "v": ANALYZER_VERSION,
@@ -90,23 +97,39 @@ class _Doc:
     answer: str
     department_id: int | None
     tags: list[str]
-    terms: dict[str, float]
     length: float
 
 
+class _Postings:
+    """One term's postings as two flat arrays (slot, weighted tf): 8 bytes a posting, and
+    NumPy reads them without copying. Removed documents stay until compaction; their slots
+    are masked out by ``live``."""
+
+    __slots__ = ("slots", "tfs")
+
+    def __init__(self) -> None:
+        self.slots = array("i")
+        self.tfs = array("f")
+
+
 class KbSearchIndex:
-    """One per process. Thread-safe: a lock guards refresh; searches read a consistent view."""
+    """One per process. Thread-safe: a lock guards changes; searches read a consistent view."""
+
+    # Rebuild from the database when this share of slots belongs to removed articles.
+    COMPACT_DEAD_SHARE = 0.25
 
     def __init__(self, analyzer: ChineseAnalyzer | None = None) -> None:
         self.analyzer = analyzer or shared_analyzer()
         self._lock = threading.RLock()
+        self._clear()
+
+    def _clear(self) -> None:
         self._revision = -1
         self._slot_of: dict[int, int] = {}  # article pk -> slot
         self._docs: list[_Doc | None] = []
-        self._free_slots: list[int] = []
         self._doc_len: FloatArray = np.zeros(0, dtype=np.float32)
-        self._postings: dict[str, dict[int, float]] = {}
-        self._arrays: dict[str, tuple[IntArray, FloatArray]] = {}
+        self._live: FloatArray = np.zeros(0, dtype=np.float32)
+        self._postings: dict[str, _Postings] = {}
         self._total_len = 0.0
         self._n_docs = 0
 
@@ -128,48 +151,59 @@ class KbSearchIndex:
         with self._lock:
             if current == self._revision:
                 return
-            rows = session.scalars(
-                select(KbArticle).where(KbArticle.revision > self._revision)
+            dead = len(self._docs) - self._n_docs
+            if self._docs and dead > self.COMPACT_DEAD_SHARE * len(self._docs):
+                self._clear()
+            rows = session.execute(
+                select(
+                    KbArticle.id, KbArticle.external_id, KbArticle.status, KbArticle.title,
+                    KbArticle.question, KbArticle.answer, KbArticle.tags,
+                    KbArticle.department_id, KbArticle.search_terms, KbArticle.revision,
+                ).where(KbArticle.revision > self._revision)
             ).all()
-            for article in rows:
-                self._apply(article)
-            self._revision = max([current, *(a.revision for a in rows)])
+            for row in rows:
+                self._apply(row)
+            self._revision = max([current, *(row.revision for row in rows)])
 
-    def _apply(self, article: KbArticle) -> None:
-        self._remove(article.id)
-        if article.status != KbStatus.PUBLISHED:
+    def _apply(self, row: Any) -> None:
+        self._remove(row.id)
+        if row.status != KbStatus.PUBLISHED:
             return
-        stored = article.search_terms or {}
+        stored = row.search_terms or {}
         if stored.get("v") != ANALYZER_VERSION:
             stored = analyse_article(
-                self.analyzer, article.title, article.question, article.answer, article.tags
+                self.analyzer, row.title, row.question, row.answer, list(row.tags or [])
             )
-        doc = _Doc(
-            external_id=article.external_id,
-            title=article.title,
-            question=article.question,
-            answer=article.answer,
-            department_id=article.department_id,
-            tags=list(article.tags or []),
-            terms=dict(stored["tf"]),
-            length=float(stored["len"]) or 1.0,
+        slot = len(self._docs)
+        self._docs.append(
+            _Doc(
+                external_id=row.external_id,
+                title=row.title,
+                question=row.question,
+                answer=row.answer,
+                department_id=row.department_id,
+                tags=list(row.tags or []),
+                length=float(stored["len"]) or 1.0,
+            )
         )
-        if self._free_slots:
-            slot = self._free_slots.pop()
-            self._docs[slot] = doc
-        else:
-            slot = len(self._docs)
-            self._docs.append(doc)
-            if slot >= len(self._doc_len):
-                grown = np.zeros(max(64, 2 * len(self._doc_len)), dtype=np.float32)
-                grown[: len(self._doc_len)] = self._doc_len
-                self._doc_len = grown
-        self._doc_len[slot] = doc.length
-        self._slot_of[article.id] = slot
-        for term, tf in doc.terms.items():
-            self._postings.setdefault(term, {})[slot] = tf
-            self._arrays.pop(term, None)
-        self._total_len += doc.length
+        if slot >= len(self._doc_len):
+            size = max(64, 2 * len(self._doc_len))
+            self._doc_len = np.resize(self._doc_len, size)
+            self._live = np.resize(self._live, size)
+            self._doc_len[slot:] = 0.0
+            self._live[slot:] = 0.0
+        length = float(stored["len"]) or 1.0
+        self._doc_len[slot] = length
+        self._live[slot] = 1.0
+        self._slot_of[row.id] = slot
+        postings = self._postings
+        for term, tf in stored["tf"].items():
+            posting = postings.get(term)
+            if posting is None:
+                posting = postings[term] = _Postings()
+            posting.slots.append(slot)
+            posting.tfs.append(tf)
+        self._total_len += length
         self._n_docs += 1
 
     def _remove(self, article_pk: int) -> None:
@@ -178,30 +212,10 @@ class KbSearchIndex:
             return
         doc = self._docs[slot]
         assert doc is not None
-        for term in doc.terms:
-            posting = self._postings.get(term)
-            if posting is not None:
-                posting.pop(slot, None)
-                if not posting:
-                    del self._postings[term]
-            self._arrays.pop(term, None)
         self._docs[slot] = None
-        self._doc_len[slot] = 0.0
-        self._free_slots.append(slot)
+        self._live[slot] = 0.0
         self._total_len -= doc.length
         self._n_docs -= 1
-
-    def _posting_arrays(self, term: str) -> tuple[IntArray, FloatArray] | None:
-        cached = self._arrays.get(term)
-        if cached is not None:
-            return cached
-        posting = self._postings.get(term)
-        if not posting:
-            return None
-        slots = np.fromiter(posting.keys(), dtype=np.int32, count=len(posting))
-        tfs = np.fromiter(posting.values(), dtype=np.float32, count=len(posting))
-        self._arrays[term] = (slots, tfs)
-        return slots, tfs
 
     # ------------------------------------------------------------------ searching
 
@@ -219,16 +233,21 @@ class KbSearchIndex:
             if n == 0 or not (words or grams):
                 return []
             avg_len = self._total_len / n
-            scores = np.zeros(len(self._docs), dtype=np.float32)
+            size = len(self._docs)
+            scores = np.zeros(size, dtype=np.float32)
             for term in (*words, *grams):
-                arrays = self._posting_arrays(term)
-                if arrays is None:
+                posting = self._postings.get(term)
+                if posting is None or not posting.slots:
                     continue
-                slots, tfs = arrays
-                df = len(slots)
+                slots = np.frombuffer(posting.slots, dtype=np.int32)
+                tfs = np.frombuffer(posting.tfs, dtype=np.float32)
+                df = int(self._live[slots].sum())
+                if df == 0:
+                    continue
                 idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
                 norm = K1 * (1.0 - B + B * self._doc_len[slots] / avg_len)
                 scores[slots] += idf * tfs * (K1 + 1.0) / (tfs + norm)
+            scores *= self._live[:size]
             candidates = np.flatnonzero(scores)
             if len(candidates) == 0:
                 return []
