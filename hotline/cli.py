@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import secrets
 import sys
 from pathlib import Path
@@ -108,7 +109,7 @@ def seed_demo_cmd(settings: Settings, if_empty: bool) -> None:
             raise HotlineError("the database already has data; seed only an empty database")
         password = secrets.token_urlsafe(12)
         counts = seed_demo(session, today=dt.datetime.now(settings.tz).date(),
-                           demo_password=password)
+                           demo_password=password, tz=settings.tz)
     credentials = settings.var_dir / "demo-credentials.txt"
     credentials.parent.mkdir(parents=True, exist_ok=True)
     credentials.touch(mode=0o600)
@@ -212,19 +213,97 @@ def user_add(settings: Settings, username: str, role: str, display_name: str | N
 @main.command()
 @click.option("--host", default=None, help="Bind address (default from settings: 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default from settings: 8000).")
+@click.option("--agi/--no-agi", "with_agi", default=True, show_default=True,
+              help="Also run the FastAGI IVR server (in a child process).")
 @click.pass_obj
-def serve(settings: Settings, host: str | None, port: int | None) -> None:
-    """Run the web service (agent desk, wallboard, API)."""
+def serve(settings: Settings, host: str | None, port: int | None, with_agi: bool) -> None:
+    """Run the web service (agent desk, wallboard, API) and the FastAGI IVR server."""
     import uvicorn
 
     from agent_ui.app import create_app
 
     services = open_services(settings)
-    app = create_app(settings, services)
-    host = host or settings.host
-    port = port or settings.port
-    click.echo(f"hotline serving on http://{host}:{port}/", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    agi_process = _start_agi_child(settings) if with_agi else None
+    try:
+        app = create_app(settings, services)
+        host = host or settings.host
+        port = port or settings.port
+        click.echo(f"hotline serving on http://{host}:{port}/", err=True)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    finally:
+        if agi_process is not None:
+            agi_process.terminate()
+            agi_process.join(35)
+
+
+def _start_agi_child(settings: Settings) -> multiprocessing.process.BaseProcess:
+    """The FastAGI server in its own process, forked before uvicorn starts any thread."""
+    from agi.server import run_server
+
+    _check_agi_port_free(settings)
+    process = multiprocessing.get_context("fork").Process(
+        target=run_server, args=(settings,), name="hotline-agi", daemon=False
+    )
+    process.start()
+    click.echo(
+        f"FastAGI IVR on agi://{settings.pbx.agi_host}:{settings.pbx.agi_port} "
+        f"(pid {process.pid})", err=True,
+    )
+    return process
+
+
+def _check_agi_port_free(settings: Settings) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((settings.pbx.agi_host, settings.pbx.agi_port))
+        except OSError as exc:
+            raise HotlineError(
+                f"cannot listen for FastAGI on {settings.pbx.agi_host}:{settings.pbx.agi_port}: "
+                f"{exc.strerror} (another `hotline agi` or `hotline serve` running? "
+                "set HOTLINE_PBX__AGI_PORT or use --no-agi)"
+            ) from None
+
+
+# --------------------------------------------------------------------------- agi
+
+
+@main.command("agi")
+@click.option("--host", default=None, help="Bind address (default: settings pbx.agi_host).")
+@click.option("--port", default=None, type=int, help="Port (default: settings pbx.agi_port).")
+@click.option("--min-spare", default=8, show_default=True, help="Idle workers kept ready.")
+@click.option("--max-workers", default=512, show_default=True,
+              help="Most calls in the IVR at once (one worker process each).")
+@click.option("--initial-workers", default=16, show_default=True)
+@click.option("--stats-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Append one JSON line per AGI session (timings) to this file.")
+@click.pass_obj
+def agi_cmd(settings: Settings, host: str | None, port: int | None, min_spare: int,
+            max_workers: int, initial_workers: int, stats_file: Path | None) -> None:
+    """Run the FastAGI IVR server alone (the `ivr` and `survey` scripts)."""
+    from agi.server import AgiServer, ServerConfig
+
+    services = open_services(settings)  # fail now, in one line, if the schema is missing
+    services.close()
+    config = ServerConfig(
+        host=host or settings.pbx.agi_host,
+        port=port or settings.pbx.agi_port,
+        min_spare=min_spare,
+        max_workers=max_workers,
+        initial_workers=initial_workers,
+        stats_path=stats_file,
+    )
+    server = AgiServer(settings, config)
+    try:
+        server.bind()
+    except OSError as exc:
+        raise HotlineError(
+            f"cannot listen for FastAGI on {config.host}:{config.port}: {exc.strerror}"
+        ) from None
+    click.echo(f"FastAGI IVR listening on agi://{config.host}:{config.port}", err=True)
+    server.serve_forever()
 
 
 def _register() -> None:

@@ -95,3 +95,48 @@ def test_user_add(settings, services, session):
                                   "--role", "boss", "--password", "a-long-password"]])
 def test_bad_arguments_are_usage_errors(settings, args):
     assert run_cli(settings, *args).exit_code == 2
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_healthz_and_docs(settings, services):
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "HOTLINE_DATABASE_URL": settings.database_url.get_secret_value(),
+           "HOTLINE_VAR_DIR": str(settings.var_dir), "HOTLINE_ENV": "test",
+           # the FastAGI server started by `serve` must not collide with a dev PBX's
+           "HOTLINE_PBX__AGI_PORT": str(_free_port())}
+    proc = subprocess.Popen([sys.executable, "-m", "hotline", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.3)
+        assert body["checks"]["database"]["ok"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_serve_with_database_down_exits_with_one_line():
+    env = {**os.environ, "HOTLINE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    proc = subprocess.run([sys.executable, "-m", "hotline", "serve", "--port", "1"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "unreachable" in proc.stderr
