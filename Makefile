@@ -15,9 +15,15 @@ venv: $(UV)
 	$(UV) sync --frozen --all-groups
 
 ## Set everything up and run the hotline on embedded defaults (SQLite, dev Asterisk).
+## The dev PBX needs root (chroot, mount); without root the web service runs alone.
 run: venv
 	$(HOTLINE) db upgrade
 	$(HOTLINE) seed demo --if-empty
+	@if [ "$$(id -u)" = 0 ]; then \
+	  sh .ci/install-pbx.sh && $(HOTLINE) pbx up && \
+	  echo "dev PBX up: register a softphone as 8001 at 127.0.0.1:5060" \
+	       "(password: $(HOTLINE) pbx agent-secret 8001), call 12345 from the citizen trunk"; \
+	else echo "not root: the dev PBX is not started (run make run as root for telephony)"; fi
 	$(HOTLINE) serve
 
 ## Lint, type-check, then the whole suite on SQLite and again on PostgreSQL.

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cases.db import make_engine, make_session_factory, session_scope
 from cases.kb_search import KbSearchIndex
+from hotline.events import InProcessBus, make_bus
 from hotline.settings import Settings
 
 
@@ -24,11 +25,18 @@ class Services:
     engine: Engine
     session_factory: sessionmaker[Session]
     kb_index: KbSearchIndex = field(default_factory=KbSearchIndex)
+    # Started by whoever runs an event loop (the web app's lifespan, the AMI bridge).
+    bus: InProcessBus = field(default_factory=InProcessBus)
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None) -> Services:
         engine = engine or make_engine(settings)
-        return cls(settings=settings, engine=engine, session_factory=make_session_factory(engine))
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=make_session_factory(engine),
+            bus=make_bus(settings.redis_url),
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
