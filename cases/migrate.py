@@ -17,7 +17,8 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Apply migrations. "heads": features developed in parallel may add sibling branches."""
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -30,7 +31,8 @@ def current_revision(engine: Engine) -> str | None:
             return None
         from alembic.runtime.migration import MigrationContext
 
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+        return ",".join(sorted(heads)) if heads else None
 
 
 def revision(engine: Engine, message: str) -> None:
