@@ -69,7 +69,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="heads", show_default=True)
 @click.pass_obj
 def db_upgrade(settings: Settings, revision: str) -> None:
     """Apply migrations (creates the SQLite file under var/ by default)."""
