@@ -6,6 +6,7 @@ there is one place that decides how to reach the database and which search index
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from cases.db import make_engine, make_session_factory, session_scope
 from cases.kb_search import KbSearchIndex
 from hotline.events import InProcessBus, make_bus
 from hotline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,6 +45,16 @@ class Services:
     def transaction(self) -> Iterator[Session]:
         with session_scope(self.session_factory) as session:
             yield session
+
+    def warm_up_kb_index(self) -> None:
+        """Load the KB index now rather than on the first search (seconds at 20,000 articles).
+        Runs in a worker thread at start-up; a database that is not there yet is not an error
+        here: the first search loads the index instead."""
+        try:
+            with self.session_factory() as session:
+                self.kb_index.refresh(session)
+        except Exception as exc:
+            log.warning("KB index warm-up skipped: %s", str(exc).splitlines()[0])
 
     def close(self) -> None:
         self.engine.dispose()
