@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from agent_ui import api_cases, api_citizens, api_kb, auth
+from agent_ui import api_callbacks, api_cases, api_citizens, api_kb, auth
 from agent_ui.errors import install_error_handlers
 from cases.db import DatabaseUnavailable, check_database
 from hotline.services import Services
@@ -40,6 +40,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(api_kb.router)
     app.include_router(api_cases.router)
     app.include_router(api_citizens.router)
+    app.include_router(api_callbacks.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

@@ -104,15 +104,17 @@ def say_date(day: dt.date) -> list[str]:
     ]
 
 
-# Case status (the case system's status names) -> prompt id in the catalogue.
+# Case status (cases.state_machine.CaseStatus values) -> prompt id in the catalogue.
 CASE_STATUS_PROMPTS: Final = {
-    "accepted": "case_status_accepted",  # 已受理
+    "filed": "case_status_filed",  # 已受理
+    "answered_directly": "case_status_answered_directly",  # 已直接答复
     "dispatched": "case_status_dispatched",  # 已派单
-    "signed": "case_status_signed",  # 已签收
-    "in_progress": "case_status_in_progress",  # 处理中
-    "extended": "case_status_extended",  # 已延期
-    "returned": "case_status_returned",  # 已退回，重新派单中
+    "signed": "case_status_signed",  # 已签收，正在办理
+    "extension_requested": "case_status_extension_requested",  # 延期申请中
+    "returned": "case_status_returned",  # 已退回，正在重新派单
     "replied": "case_status_replied",  # 已答复
-    "closed": "case_status_closed",  # 已办结
+    "under_review": "case_status_under_review",  # 不满意待审核
     "reopened": "case_status_reopened",  # 重新办理中
+    "closed": "case_status_closed",  # 已办结
+    "merged": "case_status_merged",  # 已合并
 }

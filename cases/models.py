@@ -451,3 +451,39 @@ class AuthSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
 
     user: Mapped[User] = relationship()
+
+
+# ----------------------------------------------------------------------------- IVR callbacks
+
+
+class CallbackStatus(StrEnum):
+    OPEN = "open"  # waiting for an agent to call back
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class CallbackRequest(Base):
+    """A caller who chose "call me back" in the IVR instead of waiting: a task for agents."""
+
+    __tablename__ = "callback_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Normalised number when the caller ID was a valid one, else the cleaned raw caller ID.
+    number: Mapped[str] = mapped_column(String(100))
+    queue: Mapped[str] = mapped_column(String(40))
+    status: Mapped[CallbackStatus] = mapped_column(
+        _enum(CallbackStatus), default=CallbackStatus.OPEN
+    )
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    estimated_wait_s: Mapped[int | None] = mapped_column(Integer)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"))
+    # The call it came from: one request per call, whatever the retries.
+    asterisk_uniqueid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    handled_at: Mapped[dt.datetime | None] = mapped_column()
+
+    contact: Mapped[Contact | None] = relationship()
+    citizen: Mapped[Citizen | None] = relationship()
+
+    __table_args__ = (Index("ix_callback_requests_status_requested_at", "status", "requested_at"),)

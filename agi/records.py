@@ -1,0 +1,171 @@
+"""The IVR's way to the case system: database first, the spool when the database is away.
+
+One `RecordStore` per worker process (built after the fork). Its engine is tuned for a call
+that must not wait: a short connect timeout on PostgreSQL, a short busy timeout on SQLite,
+and `BEGIN IMMEDIATE` for SQLite write transactions (a deferred transaction that reads and
+then writes fails at once with SQLITE_BUSY_SNAPSHOT when another process wrote in between,
+which with hundreds of calls a second is the rule, not the exception).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from agi.spool import KIND_CALLBACK, KIND_CONTACT, KIND_SURVEY, Spool, spool_dir
+from cases.db import make_engine
+from cases.ivr_records import (
+    CallbackRecord,
+    CallerInfo,
+    CaseProgress,
+    ContactSnapshot,
+    SurveyResult,
+    add_callback_request,
+    apply_contact_snapshot,
+    apply_survey,
+    find_case_progress,
+    lookup_caller,
+)
+from hotline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+PG_CONNECT_TIMEOUT_S = 3
+
+
+class DatabaseDown(Exception):
+    """The record store cannot reach the database for this call."""
+
+
+def make_ivr_engine(settings: Settings) -> Engine:
+    if settings.sqlalchemy_url.startswith("sqlite"):
+        engine = make_engine(settings)
+
+        @event.listens_for(engine, "connect")
+        def _ivr_sqlite(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.close()
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    # One connection per worker at a time: workers x 1 must fit max_connections (ADR 0006).
+    return make_engine(
+        settings,
+        pool_size=1,
+        max_overflow=1,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+    )
+
+
+class RecordStore:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_ivr_engine(settings)
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(
+            self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
+        )
+        self.spool = Spool(spool_dir(settings))
+        self.db_s = 0.0  # time spent in the database during the current call (stats)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self, factory: sessionmaker[Session]) -> Iterator[Session]:
+        started = time.monotonic()
+        session = factory()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+            self.db_s += time.monotonic() - started
+
+    def write_transaction(self) -> Any:
+        return self._session(self._writes)
+
+    # ------------------------------------------------------------------ reads
+
+    def lookup_caller(
+        self, raw_caller_id: str, *, now: dt.datetime, uniqueid: str
+    ) -> CallerInfo:
+        try:
+            with self._session(self._reads) as session:
+                return lookup_caller(
+                    session,
+                    raw_caller_id,
+                    now=now,
+                    repeat_window=dt.timedelta(hours=self.settings.ivr.repeat_caller_window_h),
+                    exclude_uniqueid=uniqueid,
+                )
+        except SQLAlchemyError as exc:
+            log.warning("caller look-up failed, database unavailable: %s", _one_line(exc))
+            raise DatabaseDown(str(exc)) from exc
+
+    def find_case(self, entered: str) -> CaseProgress | None:
+        try:
+            with self._session(self._reads) as session:
+                return find_case_progress(session, entered)
+        except SQLAlchemyError as exc:
+            log.warning("case look-up failed, database unavailable: %s", _one_line(exc))
+            raise DatabaseDown(str(exc)) from exc
+
+    # ------------------------------------------------------------------ writes
+
+    def _write(
+        self, kind: str, uniqueid: str, payload: dict[str, Any], apply: Callable[[Session], Any]
+    ) -> Any:
+        """Write now, or spool. Once a call has records in the spool, later ones queue
+        behind them, so a newer state is never overwritten by an older one."""
+        if not self.spool.has_pending(uniqueid):
+            try:
+                with self.write_transaction() as session:
+                    return apply(session)
+            except SQLAlchemyError as exc:
+                log.warning("%s record for %s spooled: %s", kind, uniqueid, _one_line(exc))
+        self.spool.put(kind, uniqueid, payload)
+        return None
+
+    def save_contact(self, snap: ContactSnapshot) -> int | None:
+        """The contact's id, or None when the record went to the spool."""
+        return self._write(  # type: ignore[no-any-return]
+            KIND_CONTACT,
+            snap.uniqueid,
+            snap.to_json(),
+            lambda s: apply_contact_snapshot(s, snap).id,
+        )
+
+    def spool_contact(self, snap: ContactSnapshot) -> None:
+        self.spool.put(KIND_CONTACT, snap.uniqueid, snap.to_json())
+
+    def save_survey(self, result: SurveyResult) -> None:
+        self._write(KIND_SURVEY, result.uniqueid, result.to_json(),
+                    lambda s: apply_survey(s, result).id)
+
+    def save_callback(self, record: CallbackRecord) -> None:
+        self._write(KIND_CALLBACK, record.uniqueid, record.to_json(),
+                    lambda s: add_callback_request(s, record).id)
+
+
+def _one_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -1,0 +1,365 @@
+"""The FastAGI server: a supervisor process, pre-forked workers, one spool replayer.
+
+    supervisor (no threads, never touches the database)
+      |- worker 1..N   each: accept() one connection, run its script in the main thread
+      |                (pyst2 installs a SIGHUP handler, so it cannot live in a thread),
+      |                then accept the next; its own database engine, built after the fork
+      `- replayer      applies the spool to the database when it is back (agi/spool.py)
+
+The pool grows and shrinks like Apache's prefork: the supervisor keeps `min_spare` idle
+workers (up to `max_workers`) and retires idle ones beyond `max_spare`. A call is served by a
+process that already exists, with a warm database connection; no fork per call. Workers
+block in accept() (the kernel wakes one per connection) and are stopped or retired with a
+signal that interrupts only an idle worker; a busy one finishes its call first.
+See docs/adr/0006-ivr-fastagi.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agi import dialplan
+from agi.channel import AgiChannel, ChannelHangup, HotlineAgi
+from agi.ivr import IvrDeps, ivr, survey
+from agi.records import RecordStore
+from agi.spool import Spool, run_replayer, spool_dir
+from hotline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Script = Callable[[Any, IvrDeps], None]
+SCRIPTS: dict[str, Script] = {dialplan.AGI_IVR: ivr, dialplan.AGI_SURVEY: survey}
+
+IO_TIMEOUT_S = 120.0  # no single AGI command waits this long (prompts, 10 s digit timeouts)
+SLOT_FREE, SLOT_IDLE, SLOT_BUSY = 0, 1, 2
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 4573
+    min_spare: int = 8
+    max_spare: int = 64
+    max_workers: int = 512
+    initial_workers: int = 16
+    max_calls_per_worker: int = 20000
+    idle_retire_after_s: float = 30.0
+    # One JSON line per AGI session (script, timings, outcome): for the benchmark and ops.
+    stats_path: Path | None = None
+    replayer: bool = True
+    grace_s: float = 30.0
+
+
+def script_name(env: dict[str, str]) -> str:
+    """`ivr` from agi_network_script (FastAGI) or agi_request (agi://host:port/ivr?x)."""
+    name = env.get("agi_network_script") or env.get("agi_request", "").rsplit("/", 1)[-1]
+    return name.split("?", 1)[0].strip("/")
+
+
+# ============================================================================ one connection
+
+
+def handle_connection(conn: socket.socket, deps: IvrDeps, stats: io.TextIOBase | None) -> None:
+    """Serve one FastAGI session. Never raises: a bad session must not take a worker down."""
+    started = time.monotonic()
+    deps.store.db_s = 0.0
+    script = ""
+    outcome = "ok"
+    channel: AgiChannel | None = None
+    streams: list[io.TextIOWrapper] = []
+    try:
+        conn.settimeout(IO_TIMEOUT_S)
+        reader = io.TextIOWrapper(conn.makefile("rb"), encoding="utf-8", errors="replace")
+        writer = io.TextIOWrapper(conn.makefile("wb"), encoding="utf-8", errors="replace",
+                                  write_through=True)
+        streams += [reader, writer]
+        agi = HotlineAgi(stdin=reader, stdout=writer)
+        if agi.eof and not agi.env:
+            outcome = "no_environment"
+            log.info("FastAGI client closed the connection before sending its environment")
+            return
+        script = script_name(agi.env)
+        handler = SCRIPTS.get(script)
+        if handler is None:
+            outcome = "unknown_script"
+            log.warning("unknown AGI script %r requested by %s: the call goes on in the dialplan",
+                        script[:60], agi.env.get("agi_channel", "?")[:80])
+            return
+        channel = AgiChannel(agi)
+        handler(channel, deps)
+    except ChannelHangup as exc:
+        outcome = "hangup"
+        log.info("AGI %s ended by hang-up: %s", script or "?", exc)
+    except Exception:
+        outcome = "error"
+        log.exception("AGI script %r failed", script)
+    finally:
+        # The socket closes only when its makefile() streams are closed too, and pyst2's
+        # SIGHUP handler keeps the AGI object (and so the streams) alive: close explicitly,
+        # or Asterisk keeps waiting for the script to end.
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        for stream in streams:
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            conn.close()
+        if stats is not None:
+            total = time.monotonic() - started
+            media = channel.media_s if channel else 0.0
+            line = {
+                "script": script[:20],
+                "outcome": outcome,
+                "at": time.time(),
+                "total_ms": round(total * 1000, 2),
+                "handling_ms": round((total - media) * 1000, 2),
+                "db_ms": round(deps.store.db_s * 1000, 2),
+            }
+            try:
+                stats.write(json.dumps(line) + "\n")
+                stats.flush()
+            except OSError:
+                pass
+
+
+# ============================================================================ processes
+
+
+class _Stop(Exception):
+    pass
+
+
+def _worker_main(
+    sock: socket.socket, slot: int, status: Any, settings: Settings, config: ServerConfig
+) -> None:
+    """A worker: accept, serve, repeat. Runs in a forked child; never returns."""
+    state = {"accepting": False, "stop": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        state["stop"] = True
+        if state["accepting"]:
+            raise _Stop
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's business
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGUSR1, on_signal)  # retire
+    code = 0
+    try:
+        store = RecordStore(settings)
+        deps = IvrDeps(settings=settings, store=store)
+        stats = open(config.stats_path, "a", encoding="utf-8") if config.stats_path else None  # noqa: SIM115
+        parent = os.getppid()
+        handled = 0
+        while not state["stop"] and handled < config.max_calls_per_worker:
+            conn: socket.socket | None = None
+            state["accepting"] = True
+            try:
+                if state["stop"]:
+                    break
+                conn, _ = sock.accept()
+            except _Stop:
+                pass
+            except OSError as exc:
+                log.error("accept failed: %s", exc)
+                time.sleep(0.1)
+            state["accepting"] = False
+            if conn is None:
+                if os.getppid() != parent:
+                    break
+                continue
+            status[slot] = SLOT_BUSY
+            handle_connection(conn, deps, stats)
+            handled += 1
+            status[slot] = SLOT_IDLE
+        store.close()
+    except BaseException:
+        log.exception("FastAGI worker crashed")
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _replayer_main(settings: Settings) -> None:
+    stop = {"flag": False}
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_term)
+    code = 0
+    try:
+        store = RecordStore(settings)
+        run_replayer(Spool(spool_dir(settings)), store.write_transaction,
+                     should_stop=lambda: stop["flag"])
+    except BaseException:
+        log.exception("spool replayer crashed")
+        code = 1
+    finally:
+        os._exit(code)
+
+
+class AgiServer:
+    def __init__(self, settings: Settings, config: ServerConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.sock: socket.socket | None = None
+        self.status: Any = multiprocessing.RawArray("b", config.max_workers)
+        self.workers: dict[int, int] = {}  # pid -> slot
+        self.replayer_pid: int | None = None
+        self._stopping = False
+        self._idle_since: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.host, self.config.port))
+        sock.listen(1024)
+        self.sock = sock
+        return sock
+
+    def serve_forever(self, ready: Callable[[], None] | None = None) -> None:
+        if self.sock is None:
+            self.bind()
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        if self.config.stats_path:
+            self.config.stats_path.parent.mkdir(parents=True, exist_ok=True)
+        spool_dir(self.settings).mkdir(parents=True, exist_ok=True)
+        if self.config.replayer:
+            self._spawn_replayer()
+        for _ in range(min(self.config.initial_workers, self.config.max_workers)):
+            self._spawn_worker()
+        log.info("FastAGI listening on %s:%d (%d workers, up to %d)", self.config.host,
+                 self.config.port, len(self.workers), self.config.max_workers)
+        if ready:
+            ready()
+        try:
+            while not self._stopping:
+                self._reap()
+                self._adjust_pool()
+                time.sleep(0.02)
+        finally:
+            self._shutdown()
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self._stopping = True
+
+    def _shutdown(self) -> None:
+        log.info("FastAGI stopping: %d worker(s) finish their calls", len(self.workers))
+        if self.sock is not None:
+            self.sock.close()
+        pids = [*self.workers, *([self.replayer_pid] if self.replayer_pid else [])]
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.grace_s
+        while time.monotonic() < deadline and (self.workers or self.replayer_pid):
+            self._reap()
+            time.sleep(0.05)
+        for pid in [*self.workers, *([self.replayer_pid] if self.replayer_pid else [])]:
+            log.warning("FastAGI process %d did not stop in time: killed", pid)
+            _signal(pid, signal.SIGKILL)
+        while self.workers or self.replayer_pid:
+            if not self._reap(block=True):
+                break
+
+    # ------------------------------------------------------------------ pool
+
+    def _spawn_worker(self) -> None:
+        assert self.sock is not None
+        try:
+            slot = next(i for i in range(self.config.max_workers)
+                        if self.status[i] == SLOT_FREE)
+        except StopIteration:
+            return
+        self.status[slot] = SLOT_IDLE
+        pid = os.fork()
+        if pid == 0:
+            _worker_main(self.sock, slot, self.status, self.settings, self.config)
+        self.workers[pid] = slot
+
+    def _spawn_replayer(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            if self.sock is not None:
+                self.sock.close()
+            _replayer_main(self.settings)
+        self.replayer_pid = pid
+
+    def _reap(self, block: bool = False) -> bool:
+        reaped = False
+        while True:
+            try:
+                pid, code = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                self.workers.clear()
+                self.replayer_pid = None
+                return reaped
+            if pid == 0:
+                return reaped
+            reaped = True
+            if pid == self.replayer_pid:
+                self.replayer_pid = None
+                if not self._stopping:
+                    log.error("spool replayer exited (%d): restarting it", code)
+                    self._spawn_replayer()
+            elif pid in self.workers:
+                slot = self.workers.pop(pid)
+                self.status[slot] = SLOT_FREE
+                if code != 0 and not self._stopping:
+                    log.error("FastAGI worker %d exited with status %d", pid, code)
+            if block:
+                return reaped
+
+    def _adjust_pool(self) -> None:
+        idle = [pid for pid, slot in self.workers.items() if self.status[slot] == SLOT_IDLE]
+        missing = self.config.min_spare - len(idle)
+        room = self.config.max_workers - len(self.workers)
+        for _ in range(max(0, min(missing, room, 32))):
+            self._spawn_worker()
+        if len(idle) > self.config.max_spare:
+            now = time.monotonic()
+            if self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since > self.config.idle_retire_after_s:
+                for pid in idle[self.config.max_spare:]:
+                    _signal(pid, signal.SIGUSR1)
+                self._idle_since = None
+        else:
+            self._idle_since = None
+
+    def counts(self) -> dict[str, int]:
+        values = [self.status[slot] for slot in self.workers.values()]
+        return {"workers": len(values), "busy": values.count(SLOT_BUSY)}
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def run_server(settings: Settings, config: ServerConfig | None = None) -> None:
+    """`hotline agi`: serve until SIGTERM / Ctrl-C."""
+    config = config or ServerConfig(host=settings.pbx.agi_host, port=settings.pbx.agi_port)
+    # Import everything a call touches before forking, so workers share it copy-on-write.
+    import cases.ivr_records
+    import cases.models
+
+    del cases
+
+    AgiServer(settings, config).serve_forever()

@@ -1,0 +1,172 @@
+"""The spool: call records the database could not take at once, kept as JSON until it can.
+
+A worker that fails to write a record (database down, locked, slow) writes it here instead
+and the call goes on. The AGI server's replayer process applies spooled records in the order
+they were written and deletes each one after its transaction commits. Records are idempotent
+by the call's uniqueid (cases/ivr_records.py), so a crash between commit and delete only
+replays a record twice. A record the database refuses for a reason other than being
+unreachable moves to `failed/` with the error next to it, for a person to look at.
+
+Layout: <var_dir>/spool/agi/<time_ns>-<pid>-<seq>-<kind>-<uniqueid>.json
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
+
+from cases.ivr_records import (
+    CallbackRecord,
+    ContactSnapshot,
+    SurveyResult,
+    add_callback_request,
+    apply_contact_snapshot,
+    apply_survey,
+)
+from hotline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KIND_CONTACT = "contact"
+KIND_SURVEY = "survey"
+KIND_CALLBACK = "callback"
+_SAFE = re.compile(r"[^A-Za-z0-9._]")
+_seq = itertools.count()
+
+
+def spool_dir(settings: Settings) -> Path:
+    return settings.var_dir / "spool" / "agi"
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database is away (retry later), as opposed to refusing this record."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def apply_record(session: Session, kind: str, data: dict[str, Any]) -> None:
+    if kind == KIND_CONTACT:
+        apply_contact_snapshot(session, ContactSnapshot.from_json(data))
+    elif kind == KIND_SURVEY:
+        apply_survey(session, SurveyResult.from_json(data))
+    elif kind == KIND_CALLBACK:
+        add_callback_request(session, CallbackRecord.from_json(data))
+    else:
+        raise ValueError(f"unknown spooled record kind {kind!r}")
+
+
+class Spool:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.failed_dir = directory / "failed"
+
+    def put(self, kind: str, uniqueid: str, data: dict[str, Any]) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        safe_id = _SAFE.sub("_", uniqueid)[:64]
+        name = f"{time.time_ns():020d}-{os.getpid()}-{next(_seq):06d}-{kind}-{safe_id}"
+        tmp = self.dir / f".{name}.tmp"
+        body = json.dumps({"kind": kind, "uniqueid": uniqueid, "data": data}, ensure_ascii=False)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        final = self.dir / f"{name}.json"
+        os.replace(tmp, final)
+        return final
+
+    def pending(self) -> list[Path]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return [self.dir / n for n in sorted(names) if n.endswith(".json")]
+
+    def has_pending(self, uniqueid: str) -> bool:
+        suffix = f"-{_SAFE.sub('_', uniqueid)[:64]}.json"
+        try:
+            return any(n.endswith(suffix) for n in os.listdir(self.dir))
+        except FileNotFoundError:
+            return False
+
+    def fail(self, path: Path, error: str) -> None:
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(path, self.failed_dir / path.name)
+        (self.failed_dir / f"{path.name}.error.txt").write_text(error, encoding="utf-8")
+
+
+@dataclass
+class ReplayResult:
+    applied: int = 0
+    failed: int = 0
+    unavailable: bool = False
+
+
+def replay_once(spool: Spool, transaction: Callable[[], Any]) -> ReplayResult:
+    """Apply every pending record in order; stop at the first sign the database is away."""
+    out = ReplayResult()
+    for path in spool.pending():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            kind, data = record["kind"], record["data"]
+        except FileNotFoundError:
+            continue
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("spooled record %s is unreadable (%s): moved to failed/", path.name, exc)
+            spool.fail(path, f"unreadable: {exc}")
+            out.failed += 1
+            continue
+        try:
+            with transaction() as session:
+                apply_record(session, kind, data)
+        except Exception as exc:
+            if is_unavailable(exc):
+                out.unavailable = True
+                log.info("database still unavailable; %d record(s) wait in the spool",
+                         len(spool.pending()))
+                return out
+            log.error("spooled record %s refused (%s): moved to failed/", path.name, exc)
+            spool.fail(path, repr(exc))
+            out.failed += 1
+            continue
+        path.unlink(missing_ok=True)
+        out.applied += 1
+    if out.applied:
+        log.info("replayed %d spooled call record(s)", out.applied)
+    return out
+
+
+def run_replayer(
+    spool: Spool,
+    transaction: Callable[[], Any],
+    *,
+    should_stop: Callable[[], bool],
+    idle_s: float = 1.0,
+    max_backoff_s: float = 8.0,
+) -> None:
+    """Replay forever: poll every `idle_s`, back off (doubling) while the database is away."""
+    backoff = 0.5
+    while not should_stop():
+        try:
+            result = replay_once(spool, transaction)
+        except Exception:  # never let the replayer die on a surprise; try again later
+            log.exception("spool replay failed")
+            result = ReplayResult(unavailable=True)
+        if result.unavailable:
+            time.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+        else:
+            backoff = 0.5
+            time.sleep(idle_s)
