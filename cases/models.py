@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -327,6 +328,12 @@ class Case(TimestampMixin, Base):
     reply_text: Mapped[str | None] = mapped_column(Text)
     # Optimistic locking: two people acting on one case at once cannot both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Times departments returned it (退单); two or more puts it on the disputed list.
+    return_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by supervisors' coordination (协调): the department may no longer return it.
+    responsibility_fixed: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     category: Mapped[Category | None] = relationship()
     department: Mapped[Department | None] = relationship(foreign_keys=[department_id])
@@ -487,3 +494,114 @@ class CallbackRequest(Base):
     citizen: Mapped[Citizen | None] = relationship()
 
     __table_args__ = (Index("ix_callback_requests_status_requested_at", "status", "requested_at"),)
+
+
+# ----------------------------------------------------------------------------- case lifecycle
+
+
+class CalendarDay(Base):
+    """An exception to the Monday-to-Friday week: a public holiday on a weekday
+    (is_working false) or a make-up working day on a weekend (调休上班, is_working true).
+    Rows here override the built-in State Council arrangements in cases.workcalendar."""
+
+    __tablename__ = "calendar_days"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    is_working: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TimeLimitPolicy(Base):
+    """A time-limit rule; empty match fields match anything (most specific rule wins)."""
+
+    __tablename__ = "time_limit_policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_type: Mapped[CaseType | None] = mapped_column(_enum(CaseType))
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    priority: Mapped[Priority | None] = mapped_column(_enum(Priority))
+    sign_limit_minutes: Mapped[int | None] = mapped_column(Integer)
+    sign_limit_working_days: Mapped[int | None] = mapped_column(Integer)
+    handle_limit_working_days: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        UniqueConstraint(
+            "case_type", "category_id", "priority", name="uq_time_limit_policies_match"
+        ),
+    )
+
+
+class CallbackTaskStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class CaseCallback(Base):
+    """回访: after a department replies, the hotline calls the citizen back to rate it."""
+
+    __tablename__ = "case_callbacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    status: Mapped[CallbackTaskStatus] = mapped_column(
+        _enum(CallbackTaskStatus), default=CallbackTaskStatus.OPEN
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[dt.datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    completed_at: Mapped[dt.datetime | None] = mapped_column()
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    satisfaction: Mapped[Satisfaction | None] = mapped_column(_enum(Satisfaction))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_case_callbacks_status_due_at", "status", "due_at"),)
+
+
+class SupervisionNotice(Base):
+    """One supervision notice (reminder, overdue, escalation). The unique key makes each one
+    exist once however many scheduler processes run (see docs/adr/0007)."""
+
+    __tablename__ = "supervision_notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    # What the notice is about, e.g. the deadline it refers to and the escalation level.
+    threshold: Mapped[str] = mapped_column(String(64))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    audience: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    message: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("case_id", "kind", "threshold", name="uq_supervision_notices_once"),
+    )
+
+
+class Circular(Base):
+    """通报: the supervision circular generated once per period (e.g. "2026-10")."""
+
+    __tablename__ = "circulars"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), unique=True)
+    period_start: Mapped[dt.datetime] = mapped_column()
+    period_end: Mapped[dt.datetime] = mapped_column()
+    generated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SchedulerLease(Base):
+    """Which process runs a periodic job right now (a lease renewed on every tick)."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    last_tick_at: Mapped[dt.datetime | None] = mapped_column()

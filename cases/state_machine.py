@@ -19,6 +19,7 @@ class CaseStatus(StrEnum):
     EXTENSION_REQUESTED = "extension_requested"  # 延期申请中
     RETURNED = "returned"  # 已退单: department says it is not theirs, with a basis
     REPLIED = "replied"  # 已答复: department replied with the result
+    UNDER_REVIEW = "under_review"  # 不满意待审核: callback found the citizen dissatisfied
     REOPENED = "reopened"  # 重办: citizen dissatisfied for the department's fault
     CLOSED = "closed"  # 已办结
     MERGED = "merged"  # 已合并: duplicate of another case
@@ -36,6 +37,12 @@ class CaseAction(StrEnum):
     CLOSE = "close"
     REOPEN = "reopen"
     MERGE = "merge"
+    # 协调: supervisors settle a disputed case by fixing the responsible department.
+    COORDINATE = "coordinate"
+    # 回访不满意: the callback found the citizen dissatisfied; supervisors review it.
+    RATE_DISSATISFIED = "rate_dissatisfied"
+    # After review: not the department's fault, close with the stated reason.
+    CLOSE_AFTER_REVIEW = "close_after_review"
 
 
 @dataclass(frozen=True)
@@ -78,11 +85,32 @@ TRANSITIONS: dict[CaseAction, Transition] = {
         Transition(CaseAction.REPLY, frozenset({S.SIGNED}), S.REPLIED, comment_required=True),
         Transition(CaseAction.CLOSE, frozenset({S.REPLIED}), S.CLOSED),
         Transition(
-            CaseAction.REOPEN, frozenset({S.REPLIED, S.CLOSED}), S.REOPENED, comment_required=True
+            CaseAction.REOPEN,
+            frozenset({S.REPLIED, S.UNDER_REVIEW, S.CLOSED}),
+            S.REOPENED,
+            comment_required=True,
         ),
         Transition(CaseAction.MERGE, _OPEN_FOR_MERGE, S.MERGED),
+        Transition(
+            CaseAction.COORDINATE,
+            frozenset({S.RETURNED, S.DISPATCHED, S.SIGNED, S.REOPENED}),
+            S.DISPATCHED,
+            comment_required=True,
+        ),
+        Transition(CaseAction.RATE_DISSATISFIED, frozenset({S.REPLIED}), S.UNDER_REVIEW),
+        Transition(
+            CaseAction.CLOSE_AFTER_REVIEW,
+            frozenset({S.UNDER_REVIEW}),
+            S.CLOSED,
+            comment_required=True,
+        ),
     )
 }
+
+# Statuses in which a department is on the clock (its handling deadline runs).
+DEPARTMENT_STATUSES: frozenset[CaseStatus] = frozenset(
+    {S.DISPATCHED, S.SIGNED, S.EXTENSION_REQUESTED}
+)
 
 # Statuses in which the case still needs work from someone.
 OPEN_STATUSES: frozenset[CaseStatus] = frozenset(
@@ -98,6 +126,7 @@ STATUS_LABELS_ZH: dict[CaseStatus, str] = {
     S.EXTENSION_REQUESTED: "延期申请中",
     S.RETURNED: "已退单",
     S.REPLIED: "已答复",
+    S.UNDER_REVIEW: "不满意待审核",
     S.REOPENED: "重办",
     S.CLOSED: "已办结",
     S.MERGED: "已合并",

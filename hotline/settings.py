@@ -79,6 +79,27 @@ class SecuritySettings(BaseModel):
     login_lockout_s: int = 900
 
 
+class LifecycleSettings(BaseModel):
+    """Case lifecycle and supervision (督办): reminders, overdue notices, escalation."""
+
+    # Run the supervision scheduler inside the web service. None: yes, except when
+    # env == "test" (tests drive the scheduler with their own clock).
+    scheduler_enabled: bool | None = None
+    scheduler_interval_s: float = Field(default=30.0, gt=0)
+    # Remind when this share of a sign-for or handling window has elapsed.
+    remind_at_fraction: float = Field(default=0.8, gt=0, lt=1)
+    # Escalate (department head + supervision list) after these many working days overdue.
+    escalate_after_working_days: list[int] = Field(default_factory=lambda: [2, 5])
+    # Circulars (通报): "month" or "week".
+    circular_period: Literal["month", "week"] = "month"
+    # Callback (回访) due this many working days after the reply; give up after N attempts.
+    callback_within_working_days: int = 1
+    callback_max_attempts: int = 3
+    # Portal "due soon": handling deadline within this many hours.
+    due_soon_hours: int = 24
+    max_extension_working_days: int = 30
+
+
 class Settings(BaseSettings):
     """All settings. Pass an instance down; nothing reads the environment at import time."""
 
@@ -103,6 +124,7 @@ class Settings(BaseSettings):
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     kb: KbSettings = Field(default_factory=KbSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
