@@ -9,7 +9,16 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from agent_ui import api_callbacks, api_cases, api_citizens, api_kb, auth
+from agent_ui import (
+    api_cases,
+    api_citizens,
+    api_desk,
+    api_kb,
+    api_kb_admin,
+    auth,
+    pages,
+    ws_desk,
+)
 from agent_ui.errors import install_error_handlers
 from cases.db import DatabaseUnavailable, check_database
 from hotline.services import Services
@@ -40,7 +49,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(api_kb.router)
     app.include_router(api_cases.router)
     app.include_router(api_citizens.router)
-    app.include_router(api_callbacks.router)
+    app.include_router(api_kb_admin.router)
+    app.include_router(api_desk.router)
+    ws_desk.install(app, services)
+    pages.install(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

@@ -1,0 +1,576 @@
+// Agent desk, KB editor, citizen page and login: plain modern JS, no build step.
+// Rule: user data (names, descriptions, KB text) is only ever set through textContent or
+// element attributes; never innerHTML. KB snippets (server-escaped, <mark> around matches)
+// are rebuilt node by node from text and <mark> only.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const t = (key) => (window.I18N ? window.I18N.t(key) : key);
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const CSRF = csrfMeta ? csrfMeta.content : "";
+
+  async function api(method, url, body) {
+    const headers = { "Accept": "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (method !== "GET") headers["X-CSRF-Token"] = CSRF;
+    const res = await fetch(url, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    try { data = await res.json(); } catch (_) { data = null; }
+    if (!res.ok) {
+      const err = new Error((data && data.detail) || res.statusText);
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+  function decodeEntities(s) {
+    return s.replace(/&(lt|gt|amp|quot|#x27|#39);/g, (m, e) =>
+      ({ lt: "<", gt: ">", amp: "&", quot: '"', "#x27": "'", "#39": "'" })[e]);
+  }
+
+  // "a <mark>b</mark> c" (escaped by the server) -> text nodes and <mark> elements.
+  function snippetNodes(snippet) {
+    const frag = document.createDocumentFragment();
+    const parts = String(snippet || "").split(/(<mark>|<\/mark>)/);
+    let marked = false;
+    for (const part of parts) {
+      if (part === "<mark>") { marked = true; continue; }
+      if (part === "</mark>") { marked = false; continue; }
+      const text = decodeEntities(part.replace(/<[^>]*>/g, ""));
+      frag.appendChild(marked ? el("mark", text) : document.createTextNode(text));
+    }
+    return frag;
+  }
+
+  function debounce(fn, ms) {
+    let timer = null;
+    return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    return d.toLocaleString(window.I18N && window.I18N.lang() === "en" ? "en-GB" : "zh-CN",
+      { timeZone: "Asia/Shanghai", hour12: false });
+  }
+
+  // ------------------------------------------------------------------ every page
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const logout = $("logout");
+    if (logout) {
+      logout.addEventListener("click", async () => {
+        try { await api("POST", "/api/auth/logout"); } catch (_) { /* signed out anyway */ }
+        location.href = "/login";
+      });
+    }
+    if ($("login-form")) initLogin();
+    if ($("desk")) initDesk();
+    if ($("kbe-form")) initKbEditor();
+    if ($("merge-form")) initMerge();
+  });
+
+  // ------------------------------------------------------------------ login
+
+  function initLogin() {
+    const form = $("login-form");
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      $("login-error").textContent = "";
+      try {
+        await api("POST", "/api/auth/login",
+          { username: $("username").value, password: $("password").value });
+        const next = form.dataset.next || "/desk";
+        location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/desk";
+      } catch (err) {
+        $("login-error").textContent = err.status === 429
+          ? (window.I18N.lang() === "en" ? "Too many failed attempts; try again later."
+            : "失败次数过多，请稍后再试。")
+          : (window.I18N.lang() === "en" ? "Wrong username or password." : "用户名或密码错误。");
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ desk
+
+  const desk = { pop: null, socket: null, retry: 500, categories: [], catIndex: -1,
+                 article: null, kbQuery: "" };
+
+  function initDesk() {
+    connectSocket();
+    initAgentState();
+    initKbPane();
+    initCaseForm();
+    $("btn-new-case").addEventListener("click", openCaseForm);
+    $("btn-new-case-idle").addEventListener("click", openCaseForm);
+    document.addEventListener("keydown", (ev) => {
+      if (ev.altKey && (ev.key === "n" || ev.key === "N")) { ev.preventDefault(); openCaseForm(); }
+      else if (ev.altKey && (ev.key === "k" || ev.key === "K")) { ev.preventDefault(); $("kb-search").focus(); }
+      else if ((ev.ctrlKey || ev.metaKey) && (ev.key === "s" || ev.key === "S")) {
+        if (!$("case-panel").hidden) { ev.preventDefault(); $("case-form").requestSubmit(); }
+      }
+    });
+  }
+
+  function connectSocket() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${location.host}/ws/desk`);
+    desk.socket = ws;
+    ws.addEventListener("open", () => {
+      desk.retry = 500;
+      setWsState("ws.open");
+    });
+    ws.addEventListener("message", (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (_) { return; }
+      onMessage(msg);
+    });
+    ws.addEventListener("close", () => {
+      setWsState("ws.closed");
+      setTimeout(connectSocket, desk.retry);
+      desk.retry = Math.min(desk.retry * 2, 10000);
+    });
+  }
+
+  function setWsState(key) {
+    const node = $("ws-state");
+    node.setAttribute("data-i18n", key);
+    node.textContent = t(key);
+    document.body.dataset.ws = key;
+  }
+
+  function onMessage(msg) {
+    switch (msg.type) {
+      case "screen_pop": showPop(msg); break;
+      case "transcript": addTranscript(msg); break;
+      case "suggestions": renderSuggestions(msg.suggestions || []); break;
+      case "kb_update": onKbUpdate(msg); break;
+      case "agent_event": onAgentEvent(msg.event || {}); break;
+      default: break;
+    }
+  }
+
+  function showPop(pop) {
+    desk.pop = pop;
+    $("screen-pop").hidden = false;
+    $("pop-caller").textContent = pop.call.caller || t("pop.unknown");
+    $("pop-state").textContent = t(`pop.${pop.call.state}`);
+    const name = $("pop-citizen-name");
+    const tags = $("pop-citizen-tags");
+    clear(tags);
+    if (pop.citizen) {
+      name.textContent = pop.citizen.name || `#${pop.citizen.id}`;
+      name.href = `/citizens/${encodeURIComponent(pop.citizen.id)}`;
+      for (const tag of pop.citizen.tags || []) tags.appendChild(el("span", tag, "tag"));
+    } else {
+      name.textContent = t("pop.unknown");
+      name.removeAttribute("href");
+    }
+    $("pop-ivr").textContent = (pop.ivr_path || [])
+      .map((s) => s.step + (s.digit ? `:${s.digit}` : "") + (s.queue ? `→${s.queue}` : ""))
+      .join(" → ");
+    $("pop-queue").textContent = pop.call.queue || "";
+    const cases = $("pop-open-cases");
+    clear(cases);
+    for (const c of pop.open_cases || []) {
+      const li = el("li");
+      const a = el("a", c.number);
+      a.href = `/cases/${encodeURIComponent(c.number)}`;
+      li.appendChild(a);
+      li.appendChild(document.createTextNode(` ${c.type_label} · ${c.title} · ${c.status_label}`));
+      if (c.handle_by) {
+        li.appendChild(el("span", ` · ${fmtTime(c.handle_by)}`, c.overdue ? "overdue" : "muted"));
+      }
+      cases.appendChild(li);
+    }
+    const contacts = $("pop-contacts");
+    clear(contacts);
+    for (const c of pop.contacts || []) {
+      contacts.appendChild(el("li",
+        `${fmtTime(c.started_at)} · ${c.channel} · ${c.queue || ""} · ${c.outcome}`));
+    }
+    clear($("pop-transcript"));
+    renderSuggestions(pop.suggestions || []);
+  }
+
+  function renderSuggestions(items) {
+    const list = $("pop-suggestions");
+    clear(list);
+    for (const s of items) list.appendChild(kbItem(s));
+  }
+
+  function addTranscript(msg) {
+    if (!msg.final) return;
+    $("pop-transcript").appendChild(el("p", `${msg.speaker || ""}: ${msg.text}`));
+  }
+
+  // ---- agent state (the queue brain's API when present; read-only otherwise)
+
+  async function initAgentState() {
+    const hint = $("state-hint");
+    const buttons = ["btn-login-queue", "btn-pause", "btn-unpause", "btn-logout-queue"];
+    try {
+      const state = await api("GET", "/api/agents/me");
+      showAgentState(state);
+      const actions = { "btn-login-queue": "login", "btn-pause": "pause",
+                        "btn-unpause": "unpause", "btn-logout-queue": "logout" };
+      for (const id of buttons) {
+        $(id).addEventListener("click", async () => {
+          try { showAgentState(await api("POST", `/api/agents/me/${actions[id]}`, {})); }
+          catch (err) { hint.textContent = err.message; }
+        });
+      }
+    } catch (_) {
+      for (const id of buttons) $(id).disabled = true;
+      hint.textContent = window.I18N.lang() === "en"
+        ? "Queue control is not available on this server; state shown from call events."
+        : "本服务器暂不支持队列控制，状态来自通话事件。";
+    }
+  }
+
+  function showAgentState(state) {
+    if (!state) return;
+    const node = $("agent-state");
+    node.removeAttribute("data-i18n");
+    node.textContent = state.state || state.status || (state.paused ? "paused" : "ready");
+  }
+
+  function onAgentEvent(event) {
+    const node = $("agent-state");
+    node.removeAttribute("data-i18n");
+    node.textContent = event.state || event.type || "";
+    if (desk.pop && (event.type === "agent_complete" || event.type === "call_ended")) {
+      $("pop-state").textContent = window.I18N.lang() === "en" ? "ended" : "已结束";
+    }
+  }
+
+  // ---- KB pane
+
+  function kbItem(hit) {
+    const li = el("li");
+    const a = el("a", hit.title);
+    a.href = "#";
+    a.className = "kb-hit";
+    a.dataset.id = hit.id;
+    a.addEventListener("click", (ev) => { ev.preventDefault(); openArticle(hit.id); });
+    li.appendChild(a);
+    const snip = el("div", null, "muted");
+    snip.appendChild(snippetNodes(hit.snippet));
+    li.appendChild(snip);
+    return li;
+  }
+
+  function initKbPane() {
+    const input = $("kb-search");
+    const run = debounce(() => searchKb(input.value), 200);
+    input.addEventListener("input", run);
+    $("btn-copy-answer").addEventListener("click", copyAnswer);
+  }
+
+  async function searchKb(q) {
+    desk.kbQuery = q;
+    const list = $("kb-results");
+    if (!q.trim()) { clear(list); return; }
+    try {
+      const hits = await api("GET", `/api/kb/search?q=${encodeURIComponent(q)}&limit=8`);
+      if (q !== desk.kbQuery) return;  // a newer query is on its way
+      clear(list);
+      for (const hit of hits) list.appendChild(kbItem(hit));
+    } catch (err) {
+      $("kb-notice").textContent = err.message;
+    }
+  }
+
+  async function openArticle(id) {
+    try {
+      const art = await api("GET", `/api/kb/articles/${encodeURIComponent(id)}`);
+      desk.article = art;
+      $("kb-article").hidden = false;
+      $("kb-article-title").textContent = art.title;
+      $("kb-article-question").textContent = art.question || "";
+      $("kb-article-answer").textContent = art.answer;
+    } catch (err) {
+      $("kb-notice").textContent = err.message;
+    }
+  }
+
+  async function copyAnswer() {
+    if (!desk.article) return;
+    const text = desk.article.answer;
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (_) {
+      const area = el("textarea", text);
+      document.body.appendChild(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+    }
+    $("kb-notice").textContent = t("kb.copied");
+    const answer = $("case-answer");
+    if (!$("case-panel").hidden && !answer.value) answer.value = text;
+  }
+
+  function onKbUpdate(msg) {
+    $("kb-notice").textContent = `${t("kb.updated")} ${msg.title || msg.external_id}`;
+    if (desk.kbQuery.trim()) searchKb(desk.kbQuery);
+    if (desk.article && desk.article.id === msg.external_id) {
+      if (msg.action === "retired") { $("kb-article").hidden = true; desk.article = null; }
+      else openArticle(msg.external_id);
+    }
+  }
+
+  // ---- case form
+
+  async function initCaseForm() {
+    try {
+      const depts = await api("GET", "/api/departments");
+      const sel = $("case-department");
+      sel.appendChild(el("option", "—", ""));
+      for (const d of depts) {
+        const opt = el("option", d.name);
+        opt.value = d.code;
+        sel.appendChild(opt);
+      }
+    } catch (_) { /* the form still files without a department */ }
+    const search = $("case-category-search");
+    const run = debounce(() => searchCategories(search.value), 150);
+    search.addEventListener("input", run);
+    search.addEventListener("focus", run);
+    search.addEventListener("keydown", (ev) => {
+      if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+        ev.preventDefault();
+        const n = desk.categories.length;
+        if (!n) return;
+        desk.catIndex = (desk.catIndex + (ev.key === "ArrowDown" ? 1 : n - 1)) % n;
+        highlightCategory();
+      } else if (ev.key === "Enter" && desk.catIndex >= 0) {
+        ev.preventDefault();
+        chooseCategory(desk.categories[desk.catIndex]);
+      }
+    });
+    for (const radio of document.querySelectorAll('input[name="resolution"]')) {
+      radio.addEventListener("change", syncResolution);
+    }
+    $("case-type").addEventListener("change", () => {
+      if ($("case-type").value !== "consultation") $("res-dispatch").checked = true;
+      syncResolution();
+    });
+    $("case-form").addEventListener("submit", saveCase);
+  }
+
+  function syncResolution() {
+    const answered = $("res-answered").checked;
+    $("answer-row").hidden = !answered;
+    $("case-department").disabled = answered;
+  }
+
+  async function searchCategories(q) {
+    try {
+      desk.categories = await api("GET", `/api/categories?q=${encodeURIComponent(q)}&limit=12`);
+    } catch (_) { desk.categories = []; }
+    desk.catIndex = desk.categories.length ? 0 : -1;
+    const list = $("category-results");
+    clear(list);
+    desk.categories.forEach((c, i) => {
+      const li = el("li", c.label);
+      li.dataset.code = c.code;
+      li.addEventListener("mousedown", (ev) => { ev.preventDefault(); chooseCategory(desk.categories[i]); });
+      list.appendChild(li);
+    });
+    highlightCategory();
+  }
+
+  function highlightCategory() {
+    [...$("category-results").children].forEach((li, i) =>
+      li.classList.toggle("active", i === desk.catIndex));
+  }
+
+  function chooseCategory(c) {
+    $("case-category-code").value = c.code;
+    $("case-category-search").value = c.label;
+    $("case-category-chosen").textContent = c.department_name ? `→ ${c.department_name}` : "";
+    if (c.department_code) $("case-department").value = c.department_code;
+    clear($("category-results"));
+    desk.categories = [];
+  }
+
+  function openCaseForm() {
+    const pop = desk.pop;
+    $("case-panel").hidden = false;
+    $("case-saved").hidden = true;
+    $("case-form").hidden = false;
+    $("case-form").reset();
+    $("case-category-code").value = "";
+    $("case-category-chosen").textContent = "";
+    $("case-error").textContent = "";
+    $("case-contact-id").value = pop && pop.call.contact_id ? pop.call.contact_id : "";
+    $("case-citizen-id").value = pop && pop.citizen ? pop.citizen.id : "";
+    $("case-phone").value = pop && pop.call.caller && !pop.call.caller.includes("*")
+      ? pop.call.caller : "";
+    $("case-channel").value = pop && pop.call.channel ? pop.call.channel : "phone";
+    syncResolution();
+    $("case-title").focus();
+  }
+
+  async function saveCase(ev) {
+    ev.preventDefault();
+    $("case-error").textContent = "";
+    const resolution = $("res-answered").checked ? "answered_directly" : "dispatch";
+    const opt = (v) => (v && v.trim() ? v.trim() : null);
+    const body = {
+      case: {
+        type: $("case-type").value,
+        title: $("case-title").value,
+        description: $("case-description").value,
+        category_code: opt($("case-category-code").value),
+        department_code: resolution === "dispatch" ? opt($("case-department").value) : null,
+        location_text: opt($("case-location").value),
+        priority: opt($("case-priority").value),
+        channel: $("case-channel").value,
+        citizen_id: $("case-citizen-id").value ? Number($("case-citizen-id").value) : null,
+        citizen_phone: $("case-citizen-id").value ? null : opt($("case-phone").value),
+        contact_id: $("case-contact-id").value ? Number($("case-contact-id").value) : null,
+      },
+      resolution,
+      answer: resolution === "answered_directly" ? opt($("case-answer").value) : null,
+    };
+    const button = $("btn-save-case");
+    button.disabled = true;
+    try {
+      const filed = await api("POST", "/api/desk/cases", body);
+      $("case-form").hidden = true;
+      $("case-saved").hidden = false;
+      $("case-number").textContent = filed.case.number;
+      $("case-saved-status").textContent =
+        filed.status_label + (filed.department ? ` · ${filed.department}` : "");
+    } catch (err) {
+      $("case-error").textContent = err.message;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ KB editor
+
+  const kbe = { current: null };
+
+  function initKbEditor() {
+    const filter = $("kbe-filter");
+    filter.addEventListener("input", debounce(() => loadArticles(filter.value), 200));
+    $("kbe-new").addEventListener("click", () => { kbe.current = null; fillEditor(null); });
+    $("kbe-form").addEventListener("submit", saveDraft);
+    $("kbe-retire").addEventListener("click", retireArticle);
+    loadArticles("");
+  }
+
+  async function loadArticles(q) {
+    const list = $("kbe-list");
+    const items = await api("GET", `/api/kb/articles?q=${encodeURIComponent(q)}`);
+    clear(list);
+    for (const a of items) {
+      const li = el("li");
+      const link = el("a", a.title);
+      link.href = "#";
+      link.addEventListener("click", (ev) => { ev.preventDefault(); openForEdit(a.id); });
+      li.appendChild(link);
+      li.appendChild(el("span", ` · ${a.status} · v${a.published_version_no || "-"}`, "muted"));
+      list.appendChild(li);
+    }
+  }
+
+  async function openForEdit(id) {
+    kbe.current = await api("GET", `/api/kb/articles/${encodeURIComponent(id)}`);
+    fillEditor(kbe.current);
+  }
+
+  function fillEditor(art) {
+    $("kbe-error").textContent = "";
+    $("kbe-id").value = art ? art.id : "";
+    $("kbe-id").readOnly = !!art;
+    const latest = art && art.versions && art.versions.length ? art.versions[0] : art;
+    $("kbe-title").value = latest ? latest.title : "";
+    $("kbe-question").value = latest ? latest.question : "";
+    $("kbe-answer").value = latest ? latest.answer : "";
+    $("kbe-tags").value = latest ? (latest.tags || []).join(", ") : "";
+    const list = $("kbe-versions");
+    clear(list);
+    for (const v of (art && art.versions) || []) {
+      const li = el("li", `v${v.version_no} · ${v.status} · ${fmtTime(v.created_at)} · ${v.title} `);
+      if (v.status === "draft") {
+        const b = el("button", t("kbe.publish"));
+        b.type = "button";
+        b.className = "kbe-publish";
+        b.dataset.version = v.version_no;
+        b.addEventListener("click", () => publishVersion(art.id, v.version_no));
+        li.appendChild(b);
+      }
+      list.appendChild(li);
+    }
+  }
+
+  async function saveDraft(ev) {
+    ev.preventDefault();
+    $("kbe-error").textContent = "";
+    try {
+      const saved = await api("POST", "/api/kb/articles", {
+        external_id: $("kbe-id").value.trim() || null,
+        title: $("kbe-title").value,
+        question: $("kbe-question").value,
+        answer: $("kbe-answer").value,
+        tags: $("kbe-tags").value.split(/[,，]/).map((s) => s.trim()).filter(Boolean),
+      });
+      $("kbe-status").textContent = `${saved.id} v${saved.version.version_no}`;
+      await openForEdit(saved.id);
+      loadArticles($("kbe-filter").value);
+    } catch (err) { $("kbe-error").textContent = err.message; }
+  }
+
+  async function publishVersion(id, versionNo) {
+    try {
+      kbe.current = await api("POST",
+        `/api/kb/articles/${encodeURIComponent(id)}/versions/${versionNo}/publish`, {});
+      fillEditor(kbe.current);
+      $("kbe-status").textContent = `${id} v${versionNo} ✓`;
+      loadArticles($("kbe-filter").value);
+    } catch (err) { $("kbe-error").textContent = err.message; }
+  }
+
+  async function retireArticle() {
+    if (!kbe.current) return;
+    try {
+      kbe.current = await api("POST",
+        `/api/kb/articles/${encodeURIComponent(kbe.current.id)}/retire`, {});
+      fillEditor(kbe.current);
+      loadArticles($("kbe-filter").value);
+    } catch (err) { $("kbe-error").textContent = err.message; }
+  }
+
+  // ------------------------------------------------------------------ citizen merge
+
+  function initMerge() {
+    $("merge-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      $("merge-error").textContent = "";
+      const keep = Number($("citizen").dataset.citizenId);
+      try {
+        await api("POST", "/api/citizens/merge",
+          { keep_id: keep, merge_id: Number($("merge-id").value) });
+        location.reload();
+      } catch (err) { $("merge-error").textContent = err.message; }
+    });
+  }
+})();

@@ -1,0 +1,242 @@
+"""The agent desk's websocket (`/ws/desk`): screen pops, live transcript, KB changes.
+
+Authenticated by the session cookie (the same one the pages use), and only from this site's
+own origin: a browser sends cookies on cross-site websocket handshakes, so without the Origin
+check any page the agent visits could open the socket (cross-site websocket hijacking).
+The protocol is documented, with its version, in docs/ws.md.
+
+Bus events consumed: `agent_called` (the agent's phone rings) and `agent_connected` (answered)
+→ a `screen_pop` to that agent's desks; `transcript_segment` → `transcript` and refreshed
+`suggestions` to the desk showing that contact; `kb_published` / `kb_retired` → `kb_update`
+to every desk; other `agent_*` events for an extension → `agent_event` to that agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from sqlalchemy import select
+
+from agent_ui.auth import SESSION_COOKIE, _hash_token, may_see_phone_numbers
+from agent_ui.screen_pop import PROTOCOL_VERSION, CallInfo, build_pop, suggestions
+from cases.models import AuthSession, Role, utcnow
+from hotline.events import Event
+from hotline.services import Services
+
+log = logging.getLogger(__name__)
+
+POP_EVENTS = ("agent_called", "agent_ringing", "agent_connected")
+KB_EVENTS = ("kb_published", "kb_retired")
+TRANSCRIPT_EVENT = "transcript_segment"
+MAX_CLIENT_MESSAGE = 4096
+
+
+@dataclass(eq=False)
+class DeskConnection:
+    websocket: WebSocket
+    user_id: int
+    username: str
+    role: Role
+    extension: str | None
+    show_numbers: bool
+    contact_id: int | None = None  # the call currently popped on this desk
+    transcript: list[str] = field(default_factory=list)
+
+    async def send(self, message: dict[str, Any]) -> bool:
+        try:
+            await self.websocket.send_text(json.dumps(message, ensure_ascii=False))
+            return True
+        except Exception:  # the browser went away; the receive loop cleans up
+            return False
+
+
+class DeskHub:
+    """Every open desk in this process, by extension; subscribes to the bus once."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.connections: set[DeskConnection] = set()
+        self.by_extension: dict[str, set[DeskConnection]] = {}
+        self.pops_sent = 0
+
+    def subscribe(self) -> None:
+        bus = self.services.bus
+        for name in POP_EVENTS:
+            bus.subscribe(name, self.on_call_event)
+        for name in KB_EVENTS:
+            bus.subscribe(name, self.on_kb_event)
+        bus.subscribe(TRANSCRIPT_EVENT, self.on_transcript)
+        for name in ("agent_state", "agent_paused", "agent_unpaused", "agent_logged_in",
+                     "agent_logged_out", "agent_complete", "agent_hangup", "call_ended"):
+            bus.subscribe(name, self.on_agent_event)
+
+    def add(self, conn: DeskConnection) -> None:
+        self.connections.add(conn)
+        if conn.extension:
+            self.by_extension.setdefault(conn.extension, set()).add(conn)
+
+    def remove(self, conn: DeskConnection) -> None:
+        self.connections.discard(conn)
+        if conn.extension and conn.extension in self.by_extension:
+            self.by_extension[conn.extension].discard(conn)
+            if not self.by_extension[conn.extension]:
+                del self.by_extension[conn.extension]
+
+    # ------------------------------------------------------------------ bus handlers
+
+    async def on_call_event(self, event: Event) -> None:
+        call = CallInfo.from_event(event)
+        if call is None:
+            return
+        targets = list(self.by_extension.get(call.extension, ()))
+        if not targets:
+            return  # nobody at that desk in this process: no database work
+        show = all(t.show_numbers for t in targets)
+        pop = await asyncio.to_thread(self._build_pop, call, show)
+        for conn in targets:
+            conn.contact_id = pop["call"]["contact_id"]
+            conn.transcript = []
+            await conn.send(pop)
+        self.pops_sent += 1
+
+    def _build_pop(self, call: CallInfo, show_numbers: bool) -> dict[str, Any]:
+        with self.services.session_factory() as session:
+            return build_pop(session, self.services.kb_index, call, show_numbers=show_numbers)
+
+    async def on_kb_event(self, event: Event) -> None:
+        message = {
+            "v": PROTOCOL_VERSION,
+            "type": "kb_update",
+            "action": "retired" if event.get("type") == "kb_retired" else "published",
+            "external_id": event.get("external_id"),
+            "title": event.get("title"),
+            "version_no": event.get("version_no"),
+            "at": event.get("at"),
+        }
+        await asyncio.gather(*(c.send(message) for c in list(self.connections)))
+
+    async def on_transcript(self, event: Event) -> None:
+        contact_id = event.get("contact_id")
+        text = str(event.get("text") or "")
+        targets = [c for c in self.connections if c.contact_id == contact_id and contact_id]
+        if not targets or not text:
+            return
+        final = bool(event.get("final"))
+        segment = {
+            "v": PROTOCOL_VERSION, "type": "transcript", "contact_id": contact_id,
+            "speaker": event.get("speaker"), "text": text, "final": final,
+        }
+        for conn in targets:
+            await conn.send(segment)
+        if not final:
+            return
+        conn0 = targets[0]
+        conn0.transcript.append(text)
+        query = " ".join(conn0.transcript)[-300:]
+        index = self.services.kb_index
+        found = await asyncio.to_thread(suggestions, index, query)
+        message = {
+            "v": PROTOCOL_VERSION, "type": "suggestions", "contact_id": contact_id,
+            "query": query, "suggestions": found,
+        }
+        for conn in targets:
+            if conn is not conn0:
+                conn.transcript = list(conn0.transcript)
+            await conn.send(message)
+
+    async def on_agent_event(self, event: Event) -> None:
+        call = CallInfo.from_event(event)
+        if call is None:
+            return
+        message = {"v": PROTOCOL_VERSION, "type": "agent_event", "event": event}
+        for conn in list(self.by_extension.get(call.extension, ())):
+            await conn.send(message)
+
+
+def _origin_allowed(websocket: WebSocket) -> bool:
+    """Same-origin only: the Origin's host:port must be the Host the browser connected to."""
+    origin = websocket.headers.get("origin")
+    host = websocket.headers.get("host")
+    if not origin or not host:
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == host
+
+
+def _authenticate(services: Services, token: str) -> DeskConnection | None:
+    if not token:
+        return None
+    with services.session_factory() as session:
+        auth = session.scalar(
+            select(AuthSession).where(AuthSession.token_hash == _hash_token(token))
+        )
+        if auth is None or auth.expires_at <= utcnow() or not auth.user.is_active:
+            return None
+        user = auth.user
+        return DeskConnection(
+            websocket=None,  # type: ignore[arg-type]  # set by the caller
+            user_id=user.id,
+            username=user.username,
+            role=user.role,
+            extension=user.extension,
+            show_numbers=may_see_phone_numbers(user),
+        )
+
+
+router = APIRouter()
+
+
+@router.websocket("/ws/desk")
+async def desk_socket(websocket: WebSocket) -> None:
+    hub: DeskHub = websocket.app.state.desk_hub
+    if not _origin_allowed(websocket):
+        await websocket.close(code=1008, reason="origin not allowed")
+        return
+    token = websocket.cookies.get(SESSION_COOKIE, "")
+    conn = await asyncio.to_thread(_authenticate, hub.services, token)
+    if conn is None:
+        await websocket.close(code=1008, reason="sign in first")
+        return
+    conn.websocket = websocket
+    await websocket.accept()
+    hub.add(conn)
+    try:
+        await conn.send({
+            "v": PROTOCOL_VERSION, "type": "hello", "user": conn.username,
+            "role": conn.role.value, "extension": conn.extension,
+        })
+        while True:
+            raw = await websocket.receive_text()
+            if len(raw) > MAX_CLIENT_MESSAGE:
+                await websocket.close(code=1009, reason="message too big")
+                return
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                await conn.send({"v": PROTOCOL_VERSION, "type": "error",
+                                 "detail": "messages are JSON objects"})
+                continue
+            if isinstance(message, dict) and message.get("type") == "ping":
+                await conn.send({"v": PROTOCOL_VERSION, "type": "pong"})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.remove(conn)
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+
+def install(app: FastAPI, services: Services) -> DeskHub:
+    """Add the desk socket to `app` and subscribe its hub to the bus (one call in create_app)."""
+    hub = DeskHub(services)
+    hub.subscribe()
+    app.state.desk_hub = hub
+    app.include_router(router)
+    return hub
