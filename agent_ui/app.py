@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from agent_ui import (
+    api_callbacks,
     api_cases,
     api_citizens,
     api_desk,
@@ -49,6 +50,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(api_kb.router)
     app.include_router(api_cases.router)
     app.include_router(api_citizens.router)
+    app.include_router(api_callbacks.router)
     app.include_router(api_kb_admin.router)
     app.include_router(api_desk.router)
     ws_desk.install(app, services)
