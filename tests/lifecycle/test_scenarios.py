@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from cases import lifecycle as lc
 from cases.lifecycle import Attachment, LifecycleRefused, NotYourDepartment
-from cases.models import Case, CaseCallback, CaseEvent, CallbackTaskStatus, Satisfaction
+from cases.models import CallbackTaskStatus, Case, CaseCallback, CaseEvent, Satisfaction
 from cases.service import Actor, CaseInputError
 from cases.state_machine import CaseStatus, IllegalTransition
 from tests.lifecycle.conftest import file, local
