@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
+import transcription
 from agent_ui import (
     api_callbacks,
     api_cases,
@@ -66,6 +67,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         except DatabaseUnavailable as exc:
             ok = False
             checks["database"] = {"ok": False, "error": str(exc)}
+        # Reported, not counted against "ok": calls and cases work without it.
+        checks["transcription"] = transcription.health(settings)
         return JSONResponse(
             {"status": "ok" if ok else "degraded", "checks": checks},
             status_code=200 if ok else 503,

@@ -605,3 +605,25 @@ class SchedulerLease(Base):
     holder: Mapped[str] = mapped_column(String(100))
     expires_at: Mapped[dt.datetime] = mapped_column()
     last_tick_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+# ----------------------------------------------------------------------------- transcripts
+
+
+class TranscriptSegment(Base):
+    """A final piece of a call's live transcript (transcription/), one party speaking.
+    Stored with the contact, and with its case once the contact has one."""
+
+    __tablename__ = "transcript_segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    speaker: Mapped[str] = mapped_column(String(16))  # "caller" | "agent"
+    text: Mapped[str] = mapped_column(Text)
+    start_ms: Mapped[int] = mapped_column(Integer)
+    end_ms: Mapped[int] = mapped_column(Integer)
+    final: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Decoded after the call because live capacity was full.
+    delayed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

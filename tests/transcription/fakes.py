@@ -1,0 +1,51 @@
+"""A decoder backend that needs no model: it 'recognises' how much audio it was given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transcription.recognizer import Hypothesis, Slots
+
+
+class CountingDecoder:
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend = backend
+        self.bytes = 0
+
+    async def accept(self, pcm: bytes) -> Hypothesis:
+        self.backend.accept_calls += 1
+        self.backend.bytes_decoded += len(pcm)
+        self.bytes += len(pcm)
+        return Hypothesis(f"w{self.bytes // 1600}", False, [])
+
+    async def finish(self) -> Hypothesis:
+        return Hypothesis(f"utterance of {self.bytes // 16} ms", True, [])
+
+    async def aclose(self) -> None:
+        self.backend.open_decoders -= 1
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self, slots: int = 4) -> None:
+        self.slots = Slots(slots)
+        self.accept_calls = 0
+        self.bytes_decoded = 0
+        self.open_decoders = 0
+
+    def try_open_slot(self) -> bool:
+        return self.slots.try_take()
+
+    async def wait_slot(self) -> None:
+        await self.slots.take()
+
+    def release_slot(self) -> None:
+        self.slots.give()
+
+    async def open(self, sample_rate: int) -> CountingDecoder:
+        self.open_decoders += 1
+        return CountingDecoder(self)
+
+    def health(self) -> dict[str, Any]:
+        return {"backend": self.name}

@@ -1,0 +1,168 @@
+"""TapController: starts and stops the two AudioSocket taps of a connected call over AMI.
+
+    taps = TapController(settings, bus)         # in the process that knows calls (AMI bridge)
+    await taps.start()
+    await taps.start_taps(contact_id, caller_channel="PJSIP/trunk-0000001",
+                          agent_channel="PJSIP/8001-00000002")
+    await taps.stop_taps(contact_id)           # transfer, hold, end of call
+
+Each tap is `Originate AudioSocket/<host>:<port>/<uuid>` into the `[tap]` context, which runs
+`ChanSpy(${TAP},qoE)`: only the spied channel's own voice (`o`), quiet (`q`), and the tap
+ends with the spied channel (`E`). Before originating, the tap's UUID is announced on the bus
+(`transcription_tap`), so the transcription service, in this process or another, knows whose
+voice arrives. When a tap hangs up while its party is still on the call (the transcription
+service died or is unreachable), `transcription_status` "interrupted" is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from hotline.events import InProcessBus, make_event
+from hotline.settings import Settings
+from transcription.ami import AmiConnection, Message
+from transcription.types import Speaker
+
+log = logging.getLogger(__name__)
+
+TAP_CONTEXT = "tap"
+TAP_VARIABLE = "TAP"
+INTERRUPT_GRACE_S = 0.7  # the spied channel's own Hangup event may follow the tap's
+
+
+@dataclass
+class _Tap:
+    tap_id: str
+    contact_id: str
+    speaker: Speaker
+    channel: str  # the spied channel
+
+
+@dataclass
+class _Contact:
+    taps: dict[str, _Tap] = field(default_factory=dict)
+    gone_channels: set[str] = field(default_factory=set)
+    interrupted: bool = False
+
+
+class TapController:
+    def __init__(self, settings: Settings, bus: InProcessBus, ami: AmiConnection | None = None,
+                 ami_secret: str | None = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        if ami is None:
+            if ami_secret is None:
+                from hotline.asterisk_chroot import ami_secret as read_secret
+
+                ami_secret = read_secret(settings)
+            p = settings.pbx
+            ami = AmiConnection(p.ami_host, p.ami_port, p.ami_username, ami_secret)
+        self.ami = ami
+        self.ami.on_event = self._on_event
+        self._contacts: dict[str, _Contact] = {}
+        self._by_tap: dict[str, _Tap] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        await self.ami.connect()
+
+    async def close(self) -> None:
+        await self.ami.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start_taps(self, contact_id: str | int, caller_channel: str,
+                         agent_channel: str | None) -> list[str]:
+        """Tap both parties (agent_channel None: the caller only). Returns the tap UUIDs."""
+        contact_id = str(contact_id)
+        state = self._contacts.setdefault(contact_id, _Contact())
+        state.interrupted = False
+        ids = []
+        for speaker, channel in (("caller", caller_channel), ("agent", agent_channel)):
+            if channel:
+                ids.append(await self._originate(contact_id, speaker, channel))  # type: ignore[arg-type]
+        return ids
+
+    async def _originate(self, contact_id: str, speaker: Speaker, channel: str) -> str:
+        t = self.settings.transcription
+        tap_id = str(uuid.uuid4())
+        tap = _Tap(tap_id, contact_id, speaker, channel)
+        self._contacts[contact_id].taps[tap_id] = tap
+        self._by_tap[tap_id] = tap
+        await self.bus.publish(make_event("transcription_tap", tap_id=tap_id,
+                                          contact_id=contact_id, speaker=speaker))
+        reply = await self.ami.action(
+            "Originate",
+            Channel=f"AudioSocket/{t.audiosocket_host}:{t.audiosocket_port}/{tap_id}",
+            Context=TAP_CONTEXT, Exten="s", Priority="1",
+            Variable=f"{TAP_VARIABLE}={channel}",
+            ChannelId=tap_id, Async="true",
+            CallerID=f"tap {speaker} <{contact_id}>",
+        )
+        if reply.get("Response") != "Success":
+            await self._interrupted(contact_id, f"tap not started: {reply.get('Message')}")
+        return tap_id
+
+    async def stop_taps(self, contact_id: str | int) -> None:
+        contact_id = str(contact_id)
+        state = self._contacts.pop(contact_id, None)
+        if state is None:
+            return
+        await self.bus.publish(make_event("transcription_tap_stop", contact_id=contact_id))
+        for tap_id in state.taps:
+            self._by_tap.pop(tap_id, None)
+            try:
+                await self.ami.action("Hangup", Channel=f"/^AudioSocket\\/.*{tap_id}/")
+            except Exception as exc:  # the tap ended by itself (ChanSpy option E)
+                log.debug("tap %s hang-up: %s", tap_id, exc)
+
+    def _on_event(self, msg: Message) -> None:
+        event = msg.get("Event")
+        if event == "Hangup":
+            uniqueid = msg.get("Uniqueid", "")
+            channel = msg.get("Channel", "")
+            for state in self._contacts.values():
+                if any(channel == t.channel for t in state.taps.values()):
+                    state.gone_channels.add(channel)
+            tap = self._by_tap.get(uniqueid)
+            if tap is not None:
+                self._spawn(self._tap_ended(tap))
+        elif event == "OriginateResponse" and msg.get("Response") == "Failure":
+            tap = self._by_tap.get(msg.get("Uniqueid", "")) or next(
+                (t for t in self._by_tap.values() if t.tap_id in msg.get("Channel", "")), None)
+            if tap is not None:
+                self._spawn(self._interrupted(tap.contact_id,
+                                              "transcription service unreachable"))
+
+    async def _tap_ended(self, tap: _Tap) -> None:
+        await asyncio.sleep(INTERRUPT_GRACE_S)
+        self._by_tap.pop(tap.tap_id, None)
+        state = self._contacts.get(tap.contact_id)
+        if state is None or tap.channel in state.gone_channels:
+            return  # stop_taps, or the party left the call: a normal end
+        if await self._channel_alive(tap.channel):
+            await self._interrupted(tap.contact_id, f"{tap.speaker} tap lost mid-call")
+
+    async def _channel_alive(self, channel: str) -> bool:
+        try:
+            reply = await self.ami.action("Getvar", Channel=channel, Variable="CHANNEL(state)")
+        except Exception:
+            return False
+        return reply.get("Response") == "Success"
+
+    async def _interrupted(self, contact_id: str, reason: str) -> None:
+        state = self._contacts.get(contact_id)
+        if state is not None:
+            if state.interrupted:
+                return
+            state.interrupted = True
+        log.warning("transcription interrupted for contact %s: %s", contact_id, reason)
+        await self.bus.publish(make_event("transcription_status", contact_id=contact_id,
+                                          state="interrupted", reason=reason))
