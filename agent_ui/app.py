@@ -21,6 +21,7 @@ from agent_ui import (
     pages,
     ws_desk,
 )
+from agent_ui import api_agents, api_wallboard, ws_wallboard  # the queue brain (issue 4)
 from agent_ui.errors import install_error_handlers
 from cases.db import DatabaseUnavailable, check_database
 from hotline.services import Services
@@ -33,9 +34,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await api_wallboard.start(app, services)
         try:
             yield
         finally:
+            await api_wallboard.stop(app)
             if owned:
                 services.close()
 
@@ -57,6 +60,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     ws_desk.install(app, services)
     pages.install(app)
 
+    app.include_router(api_wallboard.router)
+    app.include_router(ws_wallboard.router)
+    app.include_router(api_agents.router)
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
         checks: dict[str, Any] = {}
@@ -67,6 +74,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         except DatabaseUnavailable as exc:
             ok = False
             checks["database"] = {"ok": False, "error": str(exc)}
+        if (ami := api_wallboard.ami_health(app)) is not None:
+            checks["ami"] = ami  # reported; the web app serves on while Asterisk is away
         # Reported, not counted against "ok": calls and cases work without it.
         checks["transcription"] = transcription.health(settings)
         return JSONResponse(

@@ -627,3 +627,89 @@ class TranscriptSegment(Base):
     # Decoded after the call because live capacity was full.
     delayed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ----------------------------------------------------------------------------- queue brain
+
+
+class QueueCallOutcome(StrEnum):
+    WAITING = "waiting"  # still in the queue
+    ANSWERED = "answered"  # an agent took it
+    ABANDONED = "abandoned"  # the caller hung up while waiting
+    TIMEOUT = "timeout"  # left the queue unanswered (queue timeout, dialplan moved on)
+    # The caller left while the AMI link was down and Asterisk no longer knows the channel:
+    # answered or abandoned cannot be told apart (see docs/adr/0008-queue-brain.md).
+    UNKNOWN = "unknown"
+
+
+class QueueCall(Base):
+    """One stay of one call in one queue: the queue timeline the AMI bridge records.
+
+    Written by hotline/queue_brain.py through cases/queue_records.py; idempotent by
+    (asterisk_uniqueid, queue, entry_seq), so replays and reconnects never duplicate it.
+    """
+
+    __tablename__ = "queue_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    asterisk_uniqueid: Mapped[str] = mapped_column(String(64))
+    asterisk_linkedid: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(40))
+    # 0 for the first stay of this channel in this queue, 1 if it came back, ...
+    entry_seq: Mapped[int] = mapped_column(Integer, default=0)
+    caller: Mapped[str | None] = mapped_column(String(100))
+    entered_at: Mapped[dt.datetime] = mapped_column()
+    position: Mapped[int | None] = mapped_column(Integer)  # on entering
+    left_at: Mapped[dt.datetime | None] = mapped_column()
+    left_position: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[QueueCallOutcome] = mapped_column(
+        _enum(QueueCallOutcome), default=QueueCallOutcome.WAITING
+    )
+    # Seconds from entering to being answered, abandoning or leaving.
+    wait_s: Mapped[float | None] = mapped_column(Float)
+    # Every agent rung: [{"agent": "8001", "at": "...", "result": "connected", "ring_s": 1}].
+    agents_rung: Mapped[list[Any]] = mapped_column(default=list)
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+    agent_interface: Mapped[str | None] = mapped_column(String(64))
+    agent_extension: Mapped[str | None] = mapped_column(String(16))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    completed_at: Mapped[dt.datetime | None] = mapped_column()
+    talk_s: Mapped[float | None] = mapped_column(Float)
+    wrapup_s: Mapped[float | None] = mapped_column(Float)
+    hangup_side: Mapped[str | None] = mapped_column(String(16))  # caller | agent | transfer
+    # Part of the timeline was recovered from Asterisk after an AMI outage.
+    reconciled: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "asterisk_uniqueid", "queue", "entry_seq", name="uq_queue_calls_stay"
+        ),
+        Index("ix_queue_calls_queue_entered_at", "queue", "entered_at"),
+        Index("ix_queue_calls_entered_at", "entered_at"),
+    )
+
+
+class AgentStateInterval(Base):
+    """An agent in one state from `started_at` to `ended_at` (open while it lasts).
+
+    States: available, ringing, on_call, wrap_up, paused (with `reason`), unavailable (the
+    endpoint is not registered). No row means logged out. Reports clip the intervals to
+    shifts (settings.queue.shift_starts) or any period.
+    """
+
+    __tablename__ = "agent_state_intervals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_extension: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(String(40))
+    started_at: Mapped[dt.datetime] = mapped_column()
+    ended_at: Mapped[dt.datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_agent_state_intervals_agent_started", "agent_extension", "started_at"),
+        Index("ix_agent_state_intervals_started_at", "started_at"),
+    )

@@ -52,6 +52,11 @@ class PbxSettings(BaseModel):
     # Agents that are static members of every queue (dev convenience: register a softphone
     # as 8001 and take calls without the agent desk). Normally agents log in through AMI.
     static_agents: tuple[int, ...] = (8001,)
+    # Run the AMI bridge (queue brain) inside the web app; tests may build the app without it.
+    ami_enabled: bool = True
+    ami_reconnect_min_s: float = 0.5
+    ami_reconnect_max_s: float = 10.0
+    ami_action_timeout_s: float = 10.0
 
 
 class IvrSettings(BaseModel):
@@ -64,6 +69,27 @@ class IvrSettings(BaseModel):
     repeat_caller_window_h: int = 24
     menu_timeout_ms: int = 5000
     menu_retries: int = 2
+
+
+class QueueSettings(BaseModel):
+    """Queue KPIs and agent states (see docs/kpis.md, "Queue KPIs")."""
+
+    # Service level: answered within this many seconds (T). queues.conf `servicelevel`
+    # should be the same so app_queue's own SL figures compare.
+    service_level_s: int = 20
+    service_level_target: float = 0.80  # wallboard turns red below this
+    abandon_rate_target: float = 0.06
+    short_abandon_s: float = 5.0  # abandons quicker than this are counted apart
+    wait_alert_s: int = 60  # longest current wait above this turns red
+    # Automatic wrap-up after each call; must equal queues.conf `wrapuptime`.
+    wrapup_s: int = 5
+    pause_reasons: tuple[str, ...] = (
+        "meal", "training", "after_call_work", "meeting", "break", "other",
+    )
+    # Shift start times (city time zone) for time-in-state per agent per shift.
+    shift_starts: tuple[str, ...] = ("00:00", "08:00", "16:00")
+    trend_hours: int = 4
+    trend_bucket_min: int = 15
 
 
 class KbSettings(BaseModel):
@@ -158,6 +184,7 @@ class Settings(BaseSettings):
     pbx: PbxSettings = Field(default_factory=PbxSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     kb: KbSettings = Field(default_factory=KbSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)

@@ -1,0 +1,277 @@
+"""The AMI connection (panoramisk), owning reconnection with backoff and reporting health.
+
+    client = AmiClient(settings, on_event=brain.handle, on_connected=brain.resync)
+    await client.start()          # connects in the background, forever
+    reply = await client.action({"Action": "QueuePause", ...})
+    client.health()               # {"ok": ..., "connected": ..., "reconnects": ...}
+    await client.stop()
+
+panoramisk's own Manager reconnects at a fixed interval and knows nothing about what must
+happen after a reconnect. Here the Manager is used for its protocol, action futures and event
+dispatch only: the run loop connects, logs in, calls `on_connected` (the queue brain
+resynchronises from QueueStatus and CoreShowChannels there), waits for the connection to
+drop and tries again with exponential backoff. See docs/adr/0008-queue-brain.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from hotline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Message], None]
+ConnectedHandler = Callable[["AmiClient"], Awaitable[None]]
+
+
+class AmiError(Exception):
+    """An AMI action failed or the link is down (worded for the person calling the API)."""
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """panoramisk's Manager without its own reconnect loop: it reports to the AmiClient."""
+
+    def __init__(self, client: AmiClient, **config: Any) -> None:
+        super().__init__(**config)
+        self._client = client
+
+    def connection_made(self, f: asyncio.Future[Any]) -> None:
+        if f.cancelled() or f.exception() is not None:
+            exc = None if f.cancelled() else f.exception()
+            self._client._set_lost(exc or ConnectionError("connect cancelled"))
+            return
+        super().connection_made(f)
+
+    def login(self, future: asyncio.Future[Any]) -> bool:
+        try:
+            ok = bool(super().login(future))
+        except Exception as exc:  # the connection dropped during login
+            self._client._set_lost(exc)
+            return False
+        self._client._set_logged_in(ok)
+        return ok
+
+    def ping(self) -> None:
+        if self.protocol is not None and not getattr(self.protocol, "closed", True):
+            super().ping()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._connected = False
+        pinger: Any = getattr(self, "pinger", None)
+        if pinger is not None:
+            pinger.cancel()
+            self.pinger = None
+        self._client._set_lost(exc)
+
+
+class AmiClient:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        secret: str,
+        on_event: EventHandler,
+        on_connected: ConnectedHandler | None = None,
+    ) -> None:
+        self.settings = settings
+        self._secret = secret
+        self._on_event = on_event
+        self._on_connected = on_connected
+        self._manager: _Manager | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._logged_in: asyncio.Future[bool] | None = None
+        self._lost: asyncio.Event = asyncio.Event()
+        self.connected = False
+        self.connected_since: dt.datetime | None = None
+        self.connects = 0
+        self.last_error: str | None = None
+        self.events = 0
+        self.last_resync: dict[str, Any] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ami-client")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._close()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "ok": self.connected,
+            "connected": self.connected,
+            "since": self.connected_since.isoformat() if self.connected_since else None,
+            "connects": self.connects,
+            "reconnects": max(0, self.connects - 1),
+            "events": self.events,
+            "last_error": self.last_error,
+            "last_resync": self.last_resync,
+        }
+
+    # ---- actions ---------------------------------------------------------------------
+
+    async def action(self, action: dict[str, Any], *, as_list: bool | None = None) -> Any:
+        """Send one action; returns the reply Message (or list for event-list actions)."""
+        manager = self._manager
+        if not self.connected or manager is None:
+            raise AmiError("not connected to Asterisk (AMI)")
+        timeout = self.settings.pbx.ami_action_timeout_s
+        try:
+            reply = await asyncio.wait_for(
+                manager.send_action(dict(action), as_list=as_list), timeout
+            )
+        except TimeoutError as exc:
+            name = action.get("Action")
+            raise AmiError(f"Asterisk did not answer {name} in {timeout} s") from exc
+        first = reply[0] if isinstance(reply, list) and reply else reply
+        if isinstance(first, Message) and first.get("Response") == "Error":
+            raise AmiError(str(first.get("Message") or f"{action.get('Action')} failed"))
+        return reply
+
+    # ---- the run loop ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        pbx = self.settings.pbx
+        backoff = pbx.ami_reconnect_min_s
+        while True:
+            started = time.monotonic()
+            try:
+                await self._connect_once()
+                backoff = pbx.ami_reconnect_min_s
+                await self._lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("AMI: %s", self.last_error)
+            if self.connected:
+                log.warning("AMI connection lost; reconnecting")
+            self.connected = False
+            self.connected_since = None
+            self._close()
+            if time.monotonic() - started > 30:
+                backoff = pbx.ami_reconnect_min_s
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, pbx.ami_reconnect_max_s)
+
+    async def _connect_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        pbx = self.settings.pbx
+        self._lost = asyncio.Event()
+        self._logged_in = loop.create_future()
+        manager = _Manager(
+            self,
+            host=pbx.ami_host,
+            port=pbx.ami_port,
+            username=pbx.ami_username,
+            secret=self._secret,
+            loop=loop,
+            ping_delay=10,
+            ping_interval=10,
+        )
+        manager.register_event("*", self._dispatch)
+        self._manager = manager
+        manager.connect()
+        lost: asyncio.Future[Any] = asyncio.ensure_future(self._lost.wait())
+        try:
+            waiting: set[asyncio.Future[Any]] = {self._logged_in, lost}
+            done, _ = await asyncio.wait(
+                waiting, timeout=10, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            lost.cancel()
+        if self._logged_in in done and self._logged_in.result():
+            pass
+        elif self._logged_in in done:
+            raise AmiError("AMI login refused (check pbx.ami_username / the AMI secret)")
+        else:
+            raise AmiError(self.last_error or "could not connect to AMI")
+        self.connected = True
+        self.connected_since = dt.datetime.now(dt.UTC)
+        self.connects += 1
+        self.last_error = None
+        log.info("AMI connected to %s:%s", pbx.ami_host, pbx.ami_port)
+        if self._on_connected is not None:
+            started = time.monotonic()
+            await self._on_connected(self)
+            self.last_resync = {
+                "at": dt.datetime.now(dt.UTC).isoformat(),
+                "seconds": round(time.monotonic() - started, 3),
+            }
+
+    def _dispatch(self, _manager: Any, message: Message) -> None:
+        self.events += 1
+        try:
+            self._on_event(message)
+        except Exception:  # the brain logs its own problems; never kill the protocol
+            log.exception("AMI event handler failed for %s", message.get("Event"))
+
+    def _set_logged_in(self, ok: bool) -> None:
+        if self._logged_in is not None and not self._logged_in.done():
+            self._logged_in.set_result(ok)
+
+    def _set_lost(self, exc: BaseException | None) -> None:
+        if exc is not None and not isinstance(exc, Message):
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        elif isinstance(exc, Message):  # panoramisk passes the Shutdown event
+            self.last_error = "Asterisk shut down"
+        self._lost.set()
+
+    def _close(self) -> None:
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            with contextlib.suppress(Exception):
+                manager.close()
+
+
+class _ReplayTransport:
+    def write(self, data: bytes) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def replay_trace(data: bytes, on_event: EventHandler, *, chunk: int = 4096) -> int:
+    """Feed a recorded AMI byte stream through panoramisk's real parser and dispatch.
+
+    Returns the number of events dispatched. Used by the trace tests and bench/ami_ingest.py.
+    """
+    from panoramisk.ami_protocol import AMIProtocol
+
+    class _Factory:
+        count = 0
+        forgetable_actions = ("ping", "login")
+        awaiting_actions: list[Any] = []
+
+        def dispatch(self, message: Message) -> None:
+            self.count += 1
+            on_event(message)
+
+        def connection_lost(self, exc: Any) -> None:
+            return None
+
+    factory = _Factory()
+    protocol = AMIProtocol()
+    protocol.connection_made(_ReplayTransport())
+    protocol.factory = factory
+    protocol.encoding = "utf8"
+    for i in range(0, len(data), chunk):
+        protocol.data_received(data[i : i + chunk])
+    return factory.count
