@@ -10,18 +10,24 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
 import transcription
-from agent_ui import (
+from agent_ui import (  # the queue brain (issue 4)
+    api_agents,
     api_callbacks,
     api_cases,
     api_citizens,
+    api_department,
     api_desk,
     api_kb,
     api_kb_admin,
+    api_lifecycle,
+    api_reports,
+    api_wallboard,
     auth,
     pages,
+    pages_department,
     ws_desk,
+    ws_wallboard,
 )
-from agent_ui import api_agents, api_wallboard, ws_wallboard  # the queue brain (issue 4)
 from agent_ui.errors import install_error_handlers
 from cases.db import DatabaseUnavailable, check_database
 from hotline.services import Services
@@ -57,6 +63,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(api_callbacks.router)
     app.include_router(api_kb_admin.router)
     app.include_router(api_desk.router)
+    app.include_router(api_lifecycle.router)  # also runs the supervision scheduler
+    app.include_router(api_department.router)
+    app.include_router(api_reports.router)
+    app.include_router(pages_department.router)
     ws_desk.install(app, services)
     pages.install(app)
 

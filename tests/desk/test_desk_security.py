@@ -28,7 +28,7 @@ def login(client: TestClient, username: str) -> str:
     return str(r.json()["csrf_token"])
 
 
-def file_case(client: TestClient, csrf: str, **case: object) -> dict[str, object]:
+def file_case(client: TestClient, csrf: str, **case: object) -> dict:
     body = {"type": "complaint", "title": "路灯不亮", "description": "小区路灯坏了",
             "citizen_phone": "13800138000", **case}
     r = client.post("/api/desk/cases", json={"case": body, "resolution": "dispatch"},
