@@ -28,7 +28,7 @@ def login(client: TestClient, username: str) -> str:
     return str(r.json()["csrf_token"])
 
 
-def file_case(client: TestClient, csrf: str, **case: object) -> dict:
+def file_case(client: TestClient, csrf: str, **case: object) -> dict[str, object]:
     body = {"type": "complaint", "title": "路灯不亮", "description": "小区路灯坏了",
             "citizen_phone": "13800138000", **case}
     r = client.post("/api/desk/cases", json={"case": body, "resolution": "dispatch"},
@@ -208,3 +208,12 @@ def test_category_search(client: TestClient) -> None:
     by_parent = client.get("/api/categories?q=水电").json()
     assert {c["code"] for c in by_parent} == {"C-UTIL-LEAK", "C-UTIL-OUT"}
     assert client.get("/api/categories?q=%25").status_code == 200
+
+
+def test_pages_send_a_strict_content_security_policy(client: TestClient) -> None:
+    login(client, "agent01")
+    for url in ("/login", "/desk"):
+        headers = client.get(url).headers
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
