@@ -42,7 +42,9 @@ AGI_SURVEY: Final = "survey"
 # Set by the IVR AGI before it returns: the queue the caller goes to (one of QUEUES).
 # Empty or unknown -> the default queue.
 VAR_QUEUE: Final = "HOTLINE_QUEUE"
-# Set by the IVR AGI: the id of the contact record, read back by the survey AGI.
+# Reserved. The IVR does not set it: contact records are written behind the call by the
+# FastAGI server's writer (docs/adr/0006-ivr-fastagi.md), so their id is not known during the
+# call; the contact is keyed by the channel's uniqueid (agi_uniqueid), which the survey uses.
 VAR_CONTACT_ID: Final = "HOTLINE_CONTACT_ID"
 # Set by the dialplan before the AGI: the number the citizen dialled (e.g. 12345).
 VAR_DIALLED: Final = "HOTLINE_DIALLED"

@@ -137,14 +137,7 @@ def _run_ivr(channel: Channel, deps: IvrDeps, call: CallRecord, raw_caller: str)
             open_case=info.latest_open_case.number if info.latest_open_case else None,
         )
     # Record the call now, so it exists even if this process dies mid-call.
-    if call.db_down:
-        contact_id = None
-        deps.store.spool_contact(call.snap)
-    else:
-        contact_id = deps.store.save_contact(call.snap)
-        # None: it went to the spool; do not wait for the database again during this call.
-        call.db_down = contact_id is None
-    channel.set_variable(d.VAR_CONTACT_ID, str(contact_id or ""))
+    deps.store.save_contact(call.snap)
 
     if info is not None and info.blocked:
         call.step("blocked")

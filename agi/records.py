@@ -1,4 +1,4 @@
-"""The IVR's way to the case system: database first, the spool when the database is away.
+"""The IVR's way to the case system: reads from the database, writes through the journal.
 
 One `RecordStore` per worker process (built after the fork). Its engine is tuned for a call
 that must not wait: a short connect timeout on PostgreSQL, a short busy timeout on SQLite,
@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,9 +28,6 @@ from cases.ivr_records import (
     CaseProgress,
     ContactSnapshot,
     SurveyResult,
-    add_callback_request,
-    apply_contact_snapshot,
-    apply_survey,
     find_case_progress,
     lookup_caller,
 )
@@ -82,6 +79,7 @@ class RecordStore:
         )
         self.spool = Spool(spool_dir(settings))
         self.db_s = 0.0  # time spent in the database during the current call (stats)
+        self.journal_s = 0.0  # time spent journaling records during the current call
 
     def close(self) -> None:
         self.engine.dispose()
@@ -131,39 +129,27 @@ class RecordStore:
 
     # ------------------------------------------------------------------ writes
 
-    def _write(
-        self, kind: str, uniqueid: str, payload: dict[str, Any], apply: Callable[[Session], Any]
-    ) -> Any:
-        """Write now, or spool. Once a call has records in the spool, later ones queue
-        behind them, so a newer state is never overwritten by an older one."""
-        if not self.spool.has_pending(uniqueid):
-            try:
-                with self.write_transaction() as session:
-                    return apply(session)
-            except SQLAlchemyError as exc:
-                log.warning("%s record for %s spooled: %s", kind, uniqueid, _one_line(exc))
+    def _write(self, kind: str, uniqueid: str, payload: dict[str, Any]) -> None:
+        """Journal the record; the server's writer process applies it (agi/spool.py).
+
+        A call never waits for a database write: hundreds of worker processes writing to
+        one database contend for its write lock (SQLite) or its connections (PostgreSQL),
+        and a database that is away would hold every call up. Appending a small file is
+        quick and never blocks on another call; the writer applies records in order, in
+        batches, and keeps them while the database is away.
+        """
+        started = time.monotonic()
         self.spool.put(kind, uniqueid, payload)
-        return None
+        self.journal_s += time.monotonic() - started
 
-    def save_contact(self, snap: ContactSnapshot) -> int | None:
-        """The contact's id, or None when the record went to the spool."""
-        return self._write(  # type: ignore[no-any-return]
-            KIND_CONTACT,
-            snap.uniqueid,
-            snap.to_json(),
-            lambda s: apply_contact_snapshot(s, snap).id,
-        )
-
-    def spool_contact(self, snap: ContactSnapshot) -> None:
-        self.spool.put(KIND_CONTACT, snap.uniqueid, snap.to_json())
+    def save_contact(self, snap: ContactSnapshot) -> None:
+        self._write(KIND_CONTACT, snap.uniqueid, snap.to_json())
 
     def save_survey(self, result: SurveyResult) -> None:
-        self._write(KIND_SURVEY, result.uniqueid, result.to_json(),
-                    lambda s: apply_survey(s, result).id)
+        self._write(KIND_SURVEY, result.uniqueid, result.to_json())
 
     def save_callback(self, record: CallbackRecord) -> None:
-        self._write(KIND_CALLBACK, record.uniqueid, record.to_json(),
-                    lambda s: add_callback_request(s, record).id)
+        self._write(KIND_CALLBACK, record.uniqueid, record.to_json())
 
 
 def _one_line(exc: BaseException) -> str:

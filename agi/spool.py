@@ -1,11 +1,12 @@
-"""The spool: call records the database could not take at once, kept as JSON until it can.
+"""The journal (spool): every call record is a small JSON file first, then a database row.
 
-A worker that fails to write a record (database down, locked, slow) writes it here instead
-and the call goes on. The AGI server's replayer process applies spooled records in the order
-they were written and deletes each one after its transaction commits. Records are idempotent
-by the call's uniqueid (cases/ivr_records.py), so a crash between commit and delete only
-replays a record twice. A record the database refuses for a reason other than being
-unreachable moves to `failed/` with the error next to it, for a person to look at.
+Workers never write to the database during a call: they put the record here and the call
+goes on. The AGI server's writer process applies the records in the order they were
+written, in batches, and deletes each after its transaction commits; while the database is
+away it keeps them and retries with backoff. Records are idempotent by the call's uniqueid
+(cases/ivr_records.py), so a crash between commit and delete only applies a record twice. A
+record the database refuses for a reason other than being away moves to `failed/` with the
+error next to it, for a person to look at.
 
 Layout: <var_dir>/spool/agi/<time_ns>-<pid>-<seq>-<kind>-<uniqueid>.json
 """
@@ -79,10 +80,10 @@ class Spool:
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(_seq):06d}-{kind}-{safe_id}"
         tmp = self.dir / f".{name}.tmp"
         body = json.dumps({"kind": kind, "uniqueid": uniqueid, "data": data}, ensure_ascii=False)
+        # No fsync: the file survives the process (the page cache outlives it); only a crash
+        # of the whole machine could lose the last records (ADR 0006).
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
         final = self.dir / f"{name}.json"
         os.replace(tmp, final)
         return final
@@ -114,37 +115,75 @@ class ReplayResult:
     unavailable: bool = False
 
 
-def replay_once(spool: Spool, transaction: Callable[[], Any]) -> ReplayResult:
-    """Apply every pending record in order; stop at the first sign the database is away."""
+def _load(spool: Spool, path: Path, out: ReplayResult) -> tuple[str, dict[str, Any]] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return str(record["kind"]), dict(record["data"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("spooled record %s is unreadable (%s): moved to failed/", path.name, exc)
+        spool.fail(path, f"unreadable: {exc}")
+        out.failed += 1
+        return None
+
+
+def replay_once(
+    spool: Spool, transaction: Callable[[], Any], batch_size: int = 500
+) -> ReplayResult:
+    """Apply pending records in order, a batch per transaction; stop if the database is away.
+
+    Of several snapshots of one call's contact in a batch only the newest is applied (each
+    is the whole state). A batch the database refuses for another reason than being away is
+    applied again record by record, so one bad record moves to failed/ alone.
+    """
     out = ReplayResult()
-    for path in spool.pending():
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            kind, data = record["kind"], record["data"]
-        except FileNotFoundError:
-            continue
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("spooled record %s is unreadable (%s): moved to failed/", path.name, exc)
-            spool.fail(path, f"unreadable: {exc}")
-            out.failed += 1
-            continue
+    pending = spool.pending()
+    for start in range(0, len(pending), batch_size):
+        batch = []
+        for path in pending[start:start + batch_size]:
+            loaded = _load(spool, path, out)
+            if loaded is not None:
+                batch.append((path, *loaded))
+        # Each contact snapshot is the call's whole state: apply the newest one, at the place
+        # of the first (so a callback or survey record later in the batch finds the row).
+        newest = {data.get("uniqueid"): data for _p, kind, data in batch if kind == KIND_CONTACT}
+        todo, seen = [], set()
+        for path, kind, data in batch:
+            if kind == KIND_CONTACT:
+                uid = data.get("uniqueid")
+                if uid in seen:
+                    continue
+                seen.add(uid)
+                data = newest[uid]
+            todo.append((path, kind, data))
         try:
             with transaction() as session:
-                apply_record(session, kind, data)
+                for _path, kind, data in todo:
+                    apply_record(session, kind, data)
         except Exception as exc:
             if is_unavailable(exc):
                 out.unavailable = True
-                log.info("database still unavailable; %d record(s) wait in the spool",
-                         len(spool.pending()))
+                log.info("database unavailable; %d record(s) wait in the spool",
+                         len(pending) - start)
                 return out
-            log.error("spooled record %s refused (%s): moved to failed/", path.name, exc)
-            spool.fail(path, repr(exc))
-            out.failed += 1
-            continue
-        path.unlink(missing_ok=True)
-        out.applied += 1
-    if out.applied:
-        log.info("replayed %d spooled call record(s)", out.applied)
+            log.warning("a batch of spooled records was refused (%s): one by one", exc)
+            for path, kind, data in todo:
+                try:
+                    with transaction() as session:
+                        apply_record(session, kind, data)
+                except Exception as one_exc:
+                    if is_unavailable(one_exc):
+                        out.unavailable = True
+                        return out
+                    log.error("spooled record %s refused (%s): moved to failed/", path.name,
+                              one_exc)
+                    spool.fail(path, repr(one_exc))
+                    out.failed += 1
+                    batch = [b for b in batch if b[0] != path]
+        for path, _kind, _data in batch:
+            path.unlink(missing_ok=True)
+            out.applied += 1
     return out
 
 
@@ -153,7 +192,7 @@ def run_replayer(
     transaction: Callable[[], Any],
     *,
     should_stop: Callable[[], bool],
-    idle_s: float = 1.0,
+    idle_s: float = 0.1,
     max_backoff_s: float = 8.0,
 ) -> None:
     """Replay forever: poll every `idle_s`, back off (doubling) while the database is away."""

@@ -283,6 +283,11 @@ class Contact(Base):
     citizen: Mapped[Citizen | None] = relationship()
     agent: Mapped[User | None] = relationship()
 
+    # The IVR's repeat-caller check and the history of unknown numbers look up by number.
+    __table_args__ = (
+        Index("ix_contacts_from_address_started_at", "from_address", "started_at"),
+    )
+
 
 # ----------------------------------------------------------------------------- cases
 

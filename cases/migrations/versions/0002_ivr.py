@@ -1,4 +1,4 @@
-"""IVR: callback requests
+"""IVR: callback requests, contacts by caller number
 
 Revision ID: 0002_ivr
 Revises: 0001_initial
@@ -18,6 +18,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_index(
+        "ix_contacts_from_address_started_at",
+        "contacts",
+        ["from_address", "started_at"],
+        unique=False,
+    )
     op.create_table(
         "callback_requests",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -54,3 +60,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_callback_requests_status_requested_at", table_name="callback_requests")
     op.drop_table("callback_requests")
+    op.drop_index("ix_contacts_from_address_started_at", table_name="contacts")
