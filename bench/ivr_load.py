@@ -210,13 +210,8 @@ def main() -> None:
             print(f"ivr {rate}/s: {ivr}", file=sys.stderr)
             results["rates"].append(row)
             time.sleep(3)
-        # The writer applies the journal behind the calls: wait for it to drain.
-        journal = db_settings.var_dir / "spool" / "agi"
-        drain_started = time.monotonic()
-        while any(journal.glob("*.json")) and time.monotonic() - drain_started < 120:
-            time.sleep(0.5)
-        results["journal_drain_s"] = round(time.monotonic() - drain_started, 1)
-        results["journal_records_left"] = len(list(journal.glob("*.json")))
+        spooled = len(list((db_settings.var_dir / "spool" / "agi").glob("*.json")))
+        results["spooled_records_left"] = spooled
         check = Services.build(db_settings)
         from sqlalchemy import func, select
 
