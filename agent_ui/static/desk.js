@@ -249,8 +249,10 @@
   }
 
   function onAgentEvent(event) {
-    if (event.type === "agent_state_changed") showAgentState(event);
-    if (desk.pop && event.type === "agent_completed") {
+    const node = $("agent-state");
+    node.removeAttribute("data-i18n");
+    node.textContent = event.state || event.type || "";
+    if (desk.pop && (event.type === "agent_complete" || event.type === "call_ended")) {
       $("pop-state").textContent = window.I18N.lang() === "en" ? "ended" : "已结束";
     }
   }
