@@ -8,7 +8,8 @@ The protocol is documented, with its version, in docs/ws.md.
 Bus events consumed: `agent_called` (the agent's phone rings) and `agent_connected` (answered)
 → a `screen_pop` to that agent's desks; `transcript_segment` → `transcript` and refreshed
 `suggestions` to the desk showing that contact; `kb_published` / `kb_retired` → `kb_update`
-to every desk; other `agent_*` events for an extension → `agent_event` to that agent.
+to every desk; the queue brain's `agent_state_changed`, `agent_completed`, ... for an
+extension → `agent_event` to that agent.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 POP_EVENTS = ("agent_called", "agent_ringing", "agent_connected")
 KB_EVENTS = ("kb_published", "kb_retired")
 TRANSCRIPT_EVENT = "transcript_segment"
+# The queue brain's (hotline/queue_brain.py) events about one agent, forwarded to their desk.
+AGENT_EVENTS = ("agent_state_changed", "agent_completed", "agent_ring_no_answer",
+                "agent_paused", "agent_unpaused")
 MAX_CLIENT_MESSAGE = 4096
 
 
@@ -65,6 +69,7 @@ class DeskHub:
         self.connections: set[DeskConnection] = set()
         self.by_extension: dict[str, set[DeskConnection]] = {}
         self.pops_sent = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def subscribe(self) -> None:
         bus = self.services.bus
@@ -73,8 +78,7 @@ class DeskHub:
         for name in KB_EVENTS:
             bus.subscribe(name, self.on_kb_event)
         bus.subscribe(TRANSCRIPT_EVENT, self.on_transcript)
-        for name in ("agent_state", "agent_paused", "agent_unpaused", "agent_logged_in",
-                     "agent_logged_out", "agent_complete", "agent_hangup", "call_ended"):
+        for name in AGENT_EVENTS:
             bus.subscribe(name, self.on_agent_event)
 
     def add(self, conn: DeskConnection) -> None:
@@ -98,6 +102,13 @@ class DeskHub:
         targets = list(self.by_extension.get(call.extension, ()))
         if not targets:
             return  # nobody at that desk in this process: no database work
+        # Build and send in a task of its own: the bus delivers events one after the other,
+        # and one pop's database work must not delay the next call's pop.
+        task = asyncio.create_task(self._pop(call, targets))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pop(self, call: CallInfo, targets: list[DeskConnection]) -> None:
         show = all(t.show_numbers for t in targets)
         pop = await asyncio.to_thread(self._build_pop, call, show)
         for conn in targets:

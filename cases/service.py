@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -98,7 +98,7 @@ def forget_day_sequences() -> None:
 
 def _next_from_day_sequence(session: Session, day: dt.date) -> int:
     name = f"case_number_seq_{day:%Y%m%d}"
-    engine = session.get_bind()
+    engine = session.get_bind().engine
     key = (engine.url.render_as_string(hide_password=True), day)
     if key not in _day_sequences_ready:
         # Create it outside the filing transaction, before that transaction ever names it:
@@ -126,8 +126,10 @@ _DEPARTMENT_BY_CODE = select(Department.id).where(Department.code == bindparam("
 _CITIZEN_BY_PHONE = select(CitizenPhone.citizen_id).where(
     CitizenPhone.number == bindparam("number")
 )
-_INSERT_CASE = insert(Case.__table__).returning(Case.__table__.c.id)
-_INSERT_EVENT = insert(CaseEvent.__table__)
+_CASES = cast(Table, Case.__table__)
+_CASE_EVENTS = cast(Table, CaseEvent.__table__)
+_INSERT_CASE = insert(_CASES).returning(_CASES.c.id)
+_INSERT_EVENT = insert(_CASE_EVENTS)
 
 
 def file_case(

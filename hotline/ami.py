@@ -126,7 +126,7 @@ class AmiClient:
 
     # ---- actions ---------------------------------------------------------------------
 
-    async def action(self, action: dict[str, Any], *, as_list: bool | None = None) -> Any:
+    async def action(self, action: dict[str, Any], *, as_list: bool = False) -> Any:
         """Send one action; returns the reply Message (or list for event-list actions)."""
         manager = self._manager
         if not self.connected or manager is None:
@@ -134,7 +134,9 @@ class AmiClient:
         timeout = self.settings.pbx.ami_action_timeout_s
         try:
             reply = await asyncio.wait_for(
-                manager.send_action(dict(action), as_list=as_list), timeout
+                # as_list must be explicit: panoramisk guesses "more to come" from some
+                # replies ("Added interface to queue") and would never resolve them.
+                manager.send_action(dict(action), as_list=bool(as_list)), timeout
             )
         except TimeoutError as exc:
             name = action.get("Action")

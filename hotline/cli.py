@@ -313,3 +313,66 @@ def _register() -> None:
 
 
 _register()
+
+
+# --------------------------------------------------------------------------- transcription
+
+
+@main.command("transcribe")
+@click.option("--host", default=None, help="AudioSocket bind address (settings: transcription).")
+@click.option("--port", default=None, type=int, help="AudioSocket port (default 9092).")
+@click.option("--store/--no-store", default=True, show_default=True,
+              help="Store final segments with their contacts (needs the database).")
+@click.pass_obj
+def transcribe_cmd(settings: Settings, host: str | None, port: int | None, store: bool) -> None:
+    """Run the live-transcription service: AudioSocket taps in, transcript events out.
+
+    Taps are started by the AMI bridge (transcription.taps.TapController), which announces
+    them on the event bus: run with HOTLINE_REDIS_URL when the bridge is another process.
+    """
+    import asyncio
+    import signal
+
+    import transcription
+    from hotline.events import make_bus
+    from transcription.service import TranscriptionService
+
+    t = settings.transcription.model_copy(
+        update={k: v for k, v in (("audiosocket_host", host), ("audiosocket_port", port))
+                if v is not None})
+    settings = settings.model_copy(update={"transcription": t})
+
+    async def run() -> None:
+        session_factory = None
+        services = None
+        if store:
+            try:
+                services = open_services(settings)
+                session_factory = services.session_factory
+            except HotlineError as exc:
+                click.echo(f"transcripts will not be stored: {exc}", err=True)
+        bus = make_bus(settings.redis_url)
+        await bus.start()
+        service = TranscriptionService(settings, bus, session_factory)
+        transcription.set_current(service)
+        await service.start()
+        health = service.health()
+        if health["state"] == "running":
+            click.echo(f"transcription listening on {t.audiosocket_host}:{t.audiosocket_port}"
+                       f" ({health.get('backend')}, {health.get('slots')} live slots)", err=True)
+        else:
+            click.echo(f"transcription is OFF: {health.get('reason')}", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await service.stop()
+        await bus.stop()
+        if services is not None:
+            services.close()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise HotlineError(f"cannot run transcription: {exc}") from None

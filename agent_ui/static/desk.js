@@ -249,10 +249,8 @@
   }
 
   function onAgentEvent(event) {
-    const node = $("agent-state");
-    node.removeAttribute("data-i18n");
-    node.textContent = event.state || event.type || "";
-    if (desk.pop && (event.type === "agent_complete" || event.type === "call_ended")) {
+    if (event.type === "agent_state_changed") showAgentState(event);
+    if (desk.pop && event.type === "agent_completed") {
       $("pop-state").textContent = window.I18N.lang() === "en" ? "ended" : "已结束";
     }
   }

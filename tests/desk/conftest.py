@@ -174,9 +174,10 @@ def sign_in(tab: Tab, username: str, expect_path: str = "/desk") -> None:
 # ---- seeding -----------------------------------------------------------------------------
 
 
-def seed_history(session: Session, org: Org) -> dict[str, Any]:
+def seed_history(session: Session, org: Org, *, current_call: bool = True) -> dict[str, Any]:
     """The seeded citizen's earlier contacts (phone and WeChat), one open case with a
-    deadline, and KB articles matching it; returns what the pop should show."""
+    deadline, KB articles matching it, and (`current_call`) the contact the IVR would have
+    recorded for the call now ringing; returns what the pop should show."""
     now = utcnow()
     old_phone = Contact(channel=Channel.PHONE, citizen_id=org.citizen.id,
                         from_address="13800138000", started_at=now - dt.timedelta(days=3),
@@ -193,6 +194,10 @@ def seed_history(session: Session, org: Org) -> dict[str, Any]:
     session.add_all([old_phone, wechat, open_case])
     session.flush()
     wechat.case_id = open_case.id
+    if not current_call:
+        seed_kb(session)
+        session.commit()
+        return {"contact_id": None, "open_case": open_case.number}
     # The current call, as the IVR recorded it: menu 2 (complaint queue).
     current = Contact(channel=Channel.PHONE, citizen_id=org.citizen.id,
                       from_address="13800138000", to_address="12345", started_at=now,
