@@ -6,8 +6,9 @@
     await svc.stop()
 
 Each connected tap is transcribed; every segment is published as `transcript_segment`,
-finals are stored (TranscriptSegment) with the contact. A tap that drops without a hang-up
-frame publishes `transcription_status` "interrupted" for its contact.
+finals are stored (TranscriptSegment) with the contact; `transcription_status` "running" is
+published when a tap starts ("interrupted" comes from the TapController, "off" from here when
+there is no model).
 """
 
 from __future__ import annotations
@@ -124,10 +125,9 @@ class TranscriptionService:
                 await self.bus.publish(make_event("transcript_segment", **seg.event_payload()))
                 if seg.final and self.settings.transcription.store_finals:
                     await self._store(seg)
-            if not stream.hung_up:
-                await self.bus.publish(make_event(
-                    "transcription_status", contact_id=meta.contact_id, state="interrupted",
-                    reason=f"{meta.speaker} tap connection lost", speaker=meta.speaker))
+            # chan_audiosocket closes the connection without a hang-up frame when the tap
+            # ends, so a closed connection is a normal end here. Taps lost mid-call are told
+            # apart by the TapController, which knows whether the party is still on the call.
         finally:
             self.active_streams -= 1
             self.registry.forget(meta.tap_id)

@@ -85,27 +85,32 @@ async def test_taps_become_segments_on_the_bus_and_finals_are_stored(services: S
         assert stored[0].end_ms > stored[0].start_ms
 
 
-async def test_a_dropped_tap_publishes_interrupted_and_the_next_is_served(settings: Settings):
+async def test_a_dropped_tap_ends_its_stream_cleanly_and_the_next_is_served(settings: Settings):
     bus = InProcessBus()
-    statuses: list[dict[str, Any]] = []
-    bus.subscribe("transcription_status", statuses.append)
+    events: list[dict[str, Any]] = []
+    bus.subscribe("transcription_status", events.append)
+    bus.subscribe("transcript_segment", events.append)
     svc = TranscriptionService(_settings(settings), bus, backend=FakeBackend())
     await svc.start()
     assert svc.server is not None
     tap = str(uuid.uuid4())
     svc.registry.register(tap, "c1", "caller")
-    await _play(svc.server.port, tap, tone(500), hang_up=False)
+    await _play(svc.server.port, tap, tone(500), hang_up=False)  # closed mid-utterance
     tap2 = str(uuid.uuid4())
     svc.registry.register(tap2, "c2", "caller")
     await _play(svc.server.port, tap2, tone(500))
+
+    def finals(contact: str) -> list[dict[str, Any]]:
+        return [e for e in events if e["type"] == "transcript_segment" and e["final"]
+                and e["contact_id"] == contact]
+
     for _ in range(100):
-        if len(statuses) >= 3:
+        if finals("c1") and finals("c2"):
             break
         await asyncio.sleep(0.05)
     await svc.stop()
-    by_contact = {(e["contact_id"], e["state"]) for e in statuses}
-    assert ("c1", "interrupted") in by_contact
-    assert ("c2", "running") in by_contact and ("c2", "interrupted") not in by_contact
+    assert len(finals("c1")) == 1 and len(finals("c2")) == 1  # the open utterance is closed
+    assert svc.active_streams == 0 and svc.registry.lookup(uuid.UUID(tap)) is None
 
 
 async def test_missing_model_turns_transcription_off_clearly(
