@@ -706,8 +706,8 @@ class QueueBrain:
     async def flush(self) -> None:
         """Write everything pending, then publish its events (in order)."""
         while self._outbox:
-            batch = self._outbox[:500]
-            writes = [j for j in batch if j[0] != "event"]
+            batch = self._outbox[:2000]
+            writes = self._coalesce([j for j in batch if j[0] != "event"])
             if writes and self.services is not None:
                 await asyncio.to_thread(self._write, writes)
             del self._outbox[: len(batch)]
@@ -718,6 +718,16 @@ class QueueBrain:
                         if "contact_id" in payload and payload["contact_id"] is None:
                             payload["contact_id"] = self._contact_ids.get(payload.get("uniqueid"))
                         await self.services.bus.publish(payload)
+
+    @staticmethod
+    def _coalesce(jobs: list[Job]) -> list[Job]:
+        """A stay is written whole: within one batch only its latest snapshot matters.
+        Agent state changes are kept, in order (each one closes an interval)."""
+        last: dict[int, int] = {}
+        for i, (kind, payload) in enumerate(jobs):
+            if kind == "call":
+                last[id(payload[1])] = i
+        return [j for i, j in enumerate(jobs) if j[0] != "call" or last[id(j[1][1])] == i]
 
     def _write(self, jobs: list[Job]) -> None:
         assert self.services is not None

@@ -100,7 +100,7 @@ async def test_timeline_persisted_once_even_when_replayed_twice(services):
         assert answered.wrapup_s == 5.0
         assert 2.4 < abandoned.wait_s < 2.7 and abandoned.position == 2
         # Each call got exactly one contact (the IVR did not write one here).
-        contacts = s.scalars(select(Contact).order_by(Contact.id)).all()
+        contacts = s.scalars(select(Contact).order_by(Contact.asterisk_uniqueid)).all()
         assert [c.asterisk_uniqueid for c in contacts] == [ANSWERED, ABANDONED]
         assert contacts[0].outcome == ContactOutcome.ANSWERED
         assert contacts[0].agent_extension == "8001" and contacts[0].answered_at is not None
