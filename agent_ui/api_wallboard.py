@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from html import escape
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from agent_ui.auth import require_roles
 from agent_ui.deps import ServicesDep, SessionDep
@@ -23,6 +26,7 @@ from hotline.queue_brain import QueueBrain
 from hotline.services import Services
 
 log = logging.getLogger(__name__)
+_TEMPLATE = Path(__file__).resolve().parent / "templates" / "wallboard.html"
 
 WallboardViewer = Annotated[
     User, Depends(require_roles(Role.AGENT, Role.SUPERVISOR, Role.ADMIN))
@@ -47,6 +51,26 @@ def wallboard(brain: BrainDep, _user: WallboardViewer) -> dict[str, Any]:
     """Live queue figures: today's KPIs per queue and in total, callers waiting, agents by
     state, trend buckets, AMI health (the same JSON the websocket pushes)."""
     return brain.snapshot()
+
+
+@router.get("/wallboard", include_in_schema=False)
+def wallboard_page(request: Request, session: SessionDep) -> Response:
+    """The big-screen page (figures arrive over /ws/wallboard)."""
+    from agent_ui.auth import _session_from_request
+    from agent_ui.pages import SECURITY_HEADERS
+
+    try:
+        auth, _ = _session_from_request(request, session)
+    except HTTPException:
+        return RedirectResponse("/login?next=/wallboard", status_code=303)
+    if auth.user.role not in (Role.AGENT, Role.SUPERVISOR, Role.ADMIN):
+        raise HTTPException(403, "your role may not do this")
+    html = _TEMPLATE.read_text(encoding="utf-8")
+    html = html.replace("{{ csrf }}", escape(auth.csrf_token)).replace(
+        "{{ 'yes' if can_supervise else 'no' }}",
+        "yes" if auth.user.role in (Role.SUPERVISOR, Role.ADMIN) else "no",
+    )
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
 
 
 @router.get("/api/wallboard/report")

@@ -103,3 +103,16 @@ def test_wallboard_websocket_pushes_snapshots(client):
 async def _feed(brain):
     replay_trace((TRACES / "queue_scenario.ami").read_bytes(), brain.handle)
     brain.settle_pending()
+
+
+def test_wallboard_page(client):
+    r = client.get("/wallboard", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    r = client.post("/api/auth/login", json={"username": "banzhang", "password": PASSWORD})
+    csrf = r.json()["csrf_token"]
+    page = client.get("/wallboard")
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert f'content="{csrf}"' in page.text and 'content="yes"' in page.text
+    assert "/static/wallboard.js" in page.text and "chart-4.6.1" in page.text
+    assert client.get("/static/wallboard.js").status_code == 200
