@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +41,7 @@ TRANSCRIPT_EVENT = "transcript_segment"
 AGENT_EVENTS = ("agent_state_changed", "agent_completed", "agent_ring_no_answer",
                 "agent_paused", "agent_unpaused")
 MAX_CLIENT_MESSAGE = 4096
+INDEX_CHECK_S = 5.0
 
 
 @dataclass(eq=False)
@@ -70,6 +72,7 @@ class DeskHub:
         self.by_extension: dict[str, set[DeskConnection]] = {}
         self.pops_sent = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._index_checked = 0.0
 
     def subscribe(self) -> None:
         bus = self.services.bus
@@ -118,10 +121,18 @@ class DeskHub:
         self.pops_sent += 1
 
     def _build_pop(self, call: CallInfo, show_numbers: bool) -> dict[str, Any]:
+        # The index catches up with the KB revision at most every few seconds here (and at
+        # once on a kb_published event), not with one more query on every pop.
+        now = time.monotonic()
+        refresh = now - self._index_checked > INDEX_CHECK_S
+        if refresh:
+            self._index_checked = now
         with self.services.session_factory() as session:
-            return build_pop(session, self.services.kb_index, call, show_numbers=show_numbers)
+            return build_pop(session, self.services.kb_index, call, show_numbers=show_numbers,
+                             refresh_index=refresh)
 
     async def on_kb_event(self, event: Event) -> None:
+        self._index_checked = 0.0  # the next pop (or search) loads the change
         message = {
             "v": PROTOCOL_VERSION,
             "type": "kb_update",
