@@ -7,10 +7,15 @@
       `- replayer      applies the spool to the database when it is back (agi/spool.py)
 
 The pool grows and shrinks like Apache's prefork: the supervisor keeps `min_spare` idle
-workers (up to `max_workers`) and retires idle ones beyond `max_spare`. A call is served by a
-process that already exists, with a warm database connection; no fork per call. Workers
-block in accept() (the kernel wakes one per connection) and are stopped or retired with a
-signal that interrupts only an idle worker; a busy one finishes its call first.
+workers (up to `max_workers`) and retires idle ones beyond `max_spare`. `max_workers` is
+bounded (settings `ivr.agi_*`, see `default_max_workers`): a process per call in the IVR,
+not per call offered, and never hundreds more than the cores can run; a burst beyond it
+waits in a listen backlog of the same size, then Asterisk's connect fails (AGISTATUS
+FAILURE) and the dialplan sends the call to the default queue: late, never stuck.
+
+A call is served by a process that already exists, with a warm database connection; no fork
+per call. Workers block in accept() (the kernel wakes one per connection) and are stopped or
+retired with a signal that interrupts only an idle worker; a busy one finishes its call.
 See docs/adr/0006-ivr-fastagi.md.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import io
 import json
 import logging
@@ -44,6 +50,21 @@ SCRIPTS: dict[str, Script] = {dialplan.AGI_IVR: ivr, dialplan.AGI_SURVEY: survey
 
 IO_TIMEOUT_S = 120.0  # no single AGI command waits this long (prompts, 10 s digit timeouts)
 SLOT_FREE, SLOT_IDLE, SLOT_BUSY = 0, 1, 2
+MIN_WORKERS = 16
+WORKERS_PER_CORE = 64  # sessions mostly wait for Asterisk (prompts, digits): a few per core
+SPAWN_PER_TICK = 8  # forks per 20 ms pool tick: a burst must not turn into a fork storm
+
+
+def default_max_workers(settings: Settings, cpus: int | None = None) -> int:
+    """The pool's cap: `ivr.agi_max_workers`, or the expected number of calls in the IVR at
+    once (peak calls/s x seconds per AGI session, plus a quarter), at least MIN_WORKERS and
+    at most WORKERS_PER_CORE per core."""
+    ivr = settings.ivr
+    if ivr.agi_max_workers:
+        return ivr.agi_max_workers
+    expected = ivr.agi_peak_calls_per_s * ivr.agi_mean_session_s * 1.25
+    ceiling = WORKERS_PER_CORE * (cpus or os.cpu_count() or 1)
+    return int(max(MIN_WORKERS, min(expected, ceiling)))
 
 
 @dataclasses.dataclass
@@ -52,7 +73,7 @@ class ServerConfig:
     port: int = 4573
     min_spare: int = 8
     max_spare: int = 64
-    max_workers: int = 512
+    max_workers: int = 128  # use ServerConfig.from_settings for the derived cap
     initial_workers: int = 16
     max_calls_per_worker: int = 20000
     idle_retire_after_s: float = 30.0
@@ -60,6 +81,20 @@ class ServerConfig:
     stats_path: Path | None = None
     replayer: bool = True
     grace_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ServerConfig:
+        """Host, port and pool cap from the settings; None overrides are ignored."""
+        values: dict[str, Any] = {
+            "host": settings.pbx.agi_host,
+            "port": settings.pbx.agi_port,
+            "max_workers": default_max_workers(settings),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = cls(**values)
+        config.min_spare = min(config.min_spare, config.max_workers)
+        config.initial_workers = min(config.initial_workers, config.max_workers)
+        return config
 
 
 def script_name(env: dict[str, str]) -> str:
@@ -251,7 +286,10 @@ class AgiServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.host, self.config.port))
-        sock.listen(1024)
+        # As many waiting connections as workers: a burst waits about one session at most;
+        # beyond that the kernel drops the SYN, Asterisk's connect times out (2 s) and the
+        # dialplan's default-queue path takes the call.
+        sock.listen(max(MIN_WORKERS, self.config.max_workers))
         self.sock = sock
         return sock
 
@@ -264,6 +302,9 @@ class AgiServer:
             self.config.stats_path.parent.mkdir(parents=True, exist_ok=True)
         spool_dir(self.settings).mkdir(parents=True, exist_ok=True)
         self.warm_up()
+        # Everything allocated so far is shared with the workers: keep the collector off
+        # those pages, or each worker copies them on its first collection.
+        gc.freeze()
         if self.config.replayer:
             self._spawn_replayer()
         for _ in range(min(self.config.initial_workers, self.config.max_workers)):
@@ -353,7 +394,7 @@ class AgiServer:
         idle = [pid for pid, slot in self.workers.items() if self.status[slot] == SLOT_IDLE]
         missing = self.config.min_spare - len(idle)
         room = self.config.max_workers - len(self.workers)
-        for _ in range(max(0, min(missing, room, 32))):
+        for _ in range(max(0, min(missing, room, SPAWN_PER_TICK))):
             self._spawn_worker()
         if len(idle) > self.config.max_spare:
             now = time.monotonic()
@@ -378,7 +419,7 @@ def _signal(pid: int, sig: int) -> None:
 
 def run_server(settings: Settings, config: ServerConfig | None = None) -> None:
     """`hotline agi`: serve until SIGTERM / Ctrl-C."""
-    config = config or ServerConfig(host=settings.pbx.agi_host, port=settings.pbx.agi_port)
+    config = config or ServerConfig.from_settings(settings)
     # Import everything a call touches before forking, so workers share it copy-on-write.
     import cases.ivr_records
     import cases.models

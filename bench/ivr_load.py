@@ -12,7 +12,12 @@ on the same Asterisk, the same calls go to the plain extension (Answer, Wait) as
 baseline. Reported per rate: completed calls/s (successful calls / wall time of the sipp
 run), failed calls, and the AGI handling time (time in our code per session, excluding the
 waits for prompts and key presses; plus the whole session time), from the server's
-per-session stats file. The last line printed is one JSON object with all figures.
+per-session stats file; AGI failures (Asterisk could not reach or finish the IVR and the
+dialplan sent the call to the default queue) from Asterisk's log; the load average. The
+FastAGI pool is sized as in production, from the settings (`ivr.agi_peak_calls_per_s` = the
+highest offered rate, `ivr.agi_mean_session_s` = the hold time plus set-up), capped per core
+(agi/server.py `default_max_workers`); `--max-workers` overrides. The last line printed is
+one JSON object with all figures.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from tests.pbx.sipp import SCENARIOS, free_port, sipp_binary
 
 REPO = Path(__file__).resolve().parent.parent
 CITIZENS = 5000
+AGI_LOG = "bench-agi.log"
 
 
 def seed(settings: Settings) -> list[str]:
@@ -108,6 +114,20 @@ def sipp_run(pbx: Settings, scenario: Path, service: str, rate: int, seconds: in
     }
 
 
+def agi_failures(pbx: DevPbx) -> int:
+    """Calls the dialplan sent to the default queue because the IVR AGI failed, so far."""
+    path = pbx.log_path(AGI_LOG)
+    if not path.exists():
+        return 0
+    # One line per call (the channel name), however many log levels print it.
+    return len(set(re.findall(r"IVR AGI failed \(AGISTATUS=\w*\): (\S+)",
+                              path.read_text(errors="replace"))))
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
 def agi_times(stats_path: Path, since: float, until: float) -> dict[str, Any]:
     rows = []
     if stats_path.exists():
@@ -141,6 +161,8 @@ def main() -> None:
     parser.add_argument("--rates", default="50,100,200")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--hold-ms", type=int, default=1000)
+    parser.add_argument("--max-workers", type=int, default=None,
+                        help="FastAGI pool cap (default: derived from the settings)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.ivr_load needs root (the dev Asterisk runs in a chroot)")
@@ -164,20 +186,33 @@ def main() -> None:
 
     pbx = DevPbx(pbx_settings)
     pbx.up()
+    pbx.cli(f"logger add channel {AGI_LOG} notice,warning,error,verbose(1)")
     env = dict(os.environ)
     env.update({
         "HOTLINE_ENV": "test",
         "HOTLINE_VAR_DIR": str(db_settings.var_dir),
         "HOTLINE_DATABASE_URL": db_settings.database_url.get_secret_value(),
         "HOTLINE_PBX__AGI_PORT": str(pbx_settings.pbx.agi_port),
+        # Size the pool as production would for this load (agi/server.py).
+        "HOTLINE_IVR__AGI_PEAK_CALLS_PER_S": str(max(rates)),
+        "HOTLINE_IVR__AGI_MEAN_SESSION_S": str(args.hold_ms / 1000 + 0.5),
     })
+    from agi.server import ServerConfig
+
+    env_settings = Settings(ivr=db_settings.ivr.model_copy(update={
+        "agi_peak_calls_per_s": max(rates), "agi_mean_session_s": args.hold_ms / 1000 + 0.5,
+        "agi_max_workers": args.max_workers or 0}))
+    max_workers = ServerConfig.from_settings(env_settings).max_workers
+    argv = [sys.executable, "-m", "hotline", "agi", "--stats-file", str(stats),
+            "--max-workers", str(max_workers), "--initial-workers", str(max_workers // 2),
+            "--min-spare", "16"]
     agi_log = open(tmp / "agi.log", "w")  # noqa: SIM115
-    agi = subprocess.Popen(
-        [sys.executable, "-m", "hotline", "agi", "--stats-file", str(stats),
-         "--initial-workers", "256", "--min-spare", "32", "--max-workers", "800"],
-        cwd=REPO, env=env, stdout=agi_log, stderr=subprocess.STDOUT,
-    )
-    results: dict[str, Any] = {"hold_ms": args.hold_ms, "seconds": args.seconds, "rates": []}
+    agi = subprocess.Popen(argv, cwd=REPO, env=env, stdout=agi_log, stderr=subprocess.STDOUT)
+    results: dict[str, Any] = {"hold_ms": args.hold_ms, "seconds": args.seconds,
+                               "agi_max_workers": max_workers, "cpus": os.cpu_count(),
+                               "load_before": load_average(), "rates": []}
+    print(f"FastAGI pool: at most {max_workers} workers; load {results['load_before']}",
+          file=sys.stderr)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -190,7 +225,7 @@ def main() -> None:
                 time.sleep(0.2)
         time.sleep(2)  # let the initial workers finish starting
         for rate in rates:
-            row: dict[str, Any] = {"offered_cps": rate}
+            row: dict[str, Any] = {"offered_cps": rate, "load_before": load_average()}
             work = tmp / f"plain-{rate}"
             work.mkdir()
             plain = sipp_run(pbx_settings, SCENARIOS / "plain_uac.xml", "12399", rate,
@@ -201,17 +236,25 @@ def main() -> None:
             work = tmp / f"ivr-{rate}"
             work.mkdir()
             since = time.time()
+            failures_before = agi_failures(pbx)
             ivr = sipp_run(pbx_settings, scenario, pbx_settings.ivr.hotline_number, rate,
                            args.seconds, args.hold_ms, inf, work)
+            row["load_after"] = load_average()
             time.sleep(2)
             ivr.update(agi_times(stats, since, time.time()))
+            ivr["agi_failed_to_default_queue"] = agi_failures(pbx) - failures_before
             row["ivr"] = ivr
             row["ivr_vs_plain"] = round(ivr["completed_cps"] / max(plain["completed_cps"], 0.1), 3)
             print(f"ivr {rate}/s: {ivr}", file=sys.stderr)
             results["rates"].append(row)
             time.sleep(3)
-        spooled = len(list((db_settings.var_dir / "spool" / "agi").glob("*.json")))
-        results["spooled_records_left"] = spooled
+        # The writer applies the journal behind the calls: wait for it to drain.
+        journal = db_settings.var_dir / "spool" / "agi"
+        drain_started = time.monotonic()
+        while any(journal.glob("*.json")) and time.monotonic() - drain_started < 120:
+            time.sleep(0.5)
+        results["journal_drain_s"] = round(time.monotonic() - drain_started, 1)
+        results["journal_records_left"] = len(list(journal.glob("*.json")))
         check = Services.build(db_settings)
         from sqlalchemy import func, select
 
@@ -231,8 +274,10 @@ def main() -> None:
         pbx.down()
         pbx.remove_instance()
     last = results["rates"][-1] if results["rates"] else {}
+    results["load_after"] = load_average()
     results["target_met"] = bool(
         last and last["ivr_vs_plain"] >= 0.9 and last["ivr"]["failed"] == 0
+        and last["ivr"]["agi_failed_to_default_queue"] == 0
     )
     print(json.dumps(results, ensure_ascii=False))
 

@@ -229,7 +229,10 @@ def serve(settings: Settings, host: str | None, port: int | None, with_agi: bool
         host = host or settings.host
         port = port or settings.port
         click.echo(f"hotline serving on http://{host}:{port}/", err=True)
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+        # Per-message deflate costs more CPU than it saves on loopback/LAN wallboards and
+        # pushed the event -> wallboard p99 from 62 ms to 114 ms (docs/benchmarks.md).
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(),
+                    ws_per_message_deflate=False)
     finally:
         if agi_process is not None:
             agi_process.terminate()
@@ -274,22 +277,25 @@ def _check_agi_port_free(settings: Settings) -> None:
 @click.option("--host", default=None, help="Bind address (default: settings pbx.agi_host).")
 @click.option("--port", default=None, type=int, help="Port (default: settings pbx.agi_port).")
 @click.option("--min-spare", default=8, show_default=True, help="Idle workers kept ready.")
-@click.option("--max-workers", default=512, show_default=True,
-              help="Most calls in the IVR at once (one worker process each).")
+@click.option("--max-workers", default=None, type=int,
+              help="Most calls in the IVR at once (one worker process each); default: "
+                   "settings ivr.agi_max_workers, or derived from ivr.agi_peak_calls_per_s "
+                   "x ivr.agi_mean_session_s.")
 @click.option("--initial-workers", default=16, show_default=True)
 @click.option("--stats-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Append one JSON line per AGI session (timings) to this file.")
 @click.pass_obj
 def agi_cmd(settings: Settings, host: str | None, port: int | None, min_spare: int,
-            max_workers: int, initial_workers: int, stats_file: Path | None) -> None:
+            max_workers: int | None, initial_workers: int, stats_file: Path | None) -> None:
     """Run the FastAGI IVR server alone (the `ivr` and `survey` scripts)."""
     from agi.server import AgiServer, ServerConfig
 
     services = open_services(settings)  # fail now, in one line, if the schema is missing
     services.close()
-    config = ServerConfig(
-        host=host or settings.pbx.agi_host,
-        port=port or settings.pbx.agi_port,
+    config = ServerConfig.from_settings(
+        settings,
+        host=host,
+        port=port,
         min_spare=min_spare,
         max_workers=max_workers,
         initial_workers=initial_workers,
@@ -302,7 +308,8 @@ def agi_cmd(settings: Settings, host: str | None, port: int | None, min_spare: i
         raise HotlineError(
             f"cannot listen for FastAGI on {config.host}:{config.port}: {exc.strerror}"
         ) from None
-    click.echo(f"FastAGI IVR listening on agi://{config.host}:{config.port}", err=True)
+    click.echo(f"FastAGI IVR listening on agi://{config.host}:{config.port} "
+               f"(at most {config.max_workers} calls in the IVR at once)", err=True)
     server.serve_forever()
 
 
