@@ -74,6 +74,13 @@ class Slots:
         self.size = size
         self.used = 0
         self._cond: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _condition(self) -> asyncio.Condition | None:
+        loop = asyncio.get_running_loop()
+        if self._cond is None or self._loop is not loop:
+            self._cond, self._loop = asyncio.Condition(), loop
+        return self._cond
 
     def try_take(self) -> bool:
         if self.used < self.size:
@@ -82,16 +89,16 @@ class Slots:
         return False
 
     async def take(self) -> None:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.used < self.size)
+        cond = self._condition()
+        assert cond is not None
+        async with cond:
+            await cond.wait_for(lambda: self.used < self.size)
             self.used += 1
 
     def give(self) -> None:
         self.used = max(0, self.used - 1)
-        if self._cond is not None:
-            cond = self._cond
+        cond = self._cond
+        if cond is not None and self._loop is asyncio.get_running_loop():
 
             async def notify() -> None:
                 async with cond:

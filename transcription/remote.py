@@ -103,6 +103,14 @@ async def serve_vosk_compatible(model_dir: Path, host: str = "127.0.0.1", port: 
     model = model if model is not None else vosk_engine.load_model(model_dir)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="vosk-ws")
 
+    idle: dict[int, list[Any]] = {}  # warm recognizers (see VoskBackend), by sample rate
+
+    async def take(rate: int) -> Any:
+        if idle.get(rate):
+            return idle[rate].pop()
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, vosk_engine.new_recognizer, model, rate)
+
     async def handle(ws: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
         rec = None
@@ -112,19 +120,18 @@ async def serve_vosk_compatible(model_dir: Path, host: str = "127.0.0.1", port: 
                 data = json.loads(message)
                 if "config" in data:
                     rate = int(data["config"].get("sample_rate", rate))
-                    rec = None
                     continue
                 if data.get("eof"):
                     if rec is None:
-                        rec = await loop.run_in_executor(pool, vosk_engine.new_recognizer,
-                                                         model, rate)
+                        rec = await take(rate)
                     h = await loop.run_in_executor(pool, vosk_engine.finish, rec)
                     await ws.send(json.dumps({"text": h.text, "result": h.words},
                                              ensure_ascii=False))
+                    idle.setdefault(rate, []).append(rec)  # FinalResult reset it
                     rec = None
                 continue
             if rec is None:
-                rec = await loop.run_in_executor(pool, vosk_engine.new_recognizer, model, rate)
+                rec = await take(rate)
             h = await loop.run_in_executor(pool, vosk_engine.accept, rec, message)
             reply = ({"text": h.text, "result": h.words} if h.final else {"partial": h.text})
             await ws.send(json.dumps(reply, ensure_ascii=False))
