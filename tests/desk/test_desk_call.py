@@ -6,10 +6,11 @@ contact and routes the call to the complaint queue where 8001 is a member; the d
 (extension 8001) pops while the phone rings and again when it is answered; the agent files a
 case from the pop; the case is in the citizen's history and on the department's list.
 
-AMI → bus: a small panoramisk listener below turns the PBX's `AgentCalled` / `AgentConnect`
-into the `agent_called` / `agent_connected` bus events, with the fields the queue brain
-(hotline/queue_brain.py) publishes. It stands in for the queue brain so this test does not
-depend on that service's start-up; the desk only sees the bus events either way.
+AMI → bus, first test: a small panoramisk listener below turns the PBX's `AgentCalled` /
+`AgentConnect` into the `agent_called` / `agent_connected` bus events, with the fields the
+queue brain (hotline/queue_brain.py) publishes, so the pop and filing path is tested apart
+from the queue brain. Second test: no stand-in; the web service's own queue brain carries the
+events, and the agent joins, pauses and leaves the queues with the desk's buttons.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def test_real_call_pops_the_desk_and_the_agent_files_a_case(
         bridge.stop()
         if phone is not None:
             phone.stop()
+        desk_pbx.cli(f"queue remove member PJSIP/8001 from {dialplan.QUEUE_COMPLAINT}")
         log = agi.stop()
         assert "Traceback" not in log, log[-4000:]
 
@@ -178,3 +180,54 @@ def _phone_contact(services: Services) -> Contact | None:
         if found is not None:
             s.expunge(found)
         return found
+
+
+def test_agent_logs_in_to_the_queues_from_the_desk_and_the_queue_brain_pops_it(
+    services: Services, settings: Settings, org: Org, new_tab: NewTab, desk_pbx: DevPbx,
+) -> None:
+    """No stand-in this time: the web service's own queue brain (AMI) carries the events,
+    and the agent joins the queues with the desk's button, not from the PBX console."""
+    from tests.desk.conftest import start_live_server
+
+    pbx_settings = desk_pbx.settings
+    app_settings = pbx_settings.model_copy(update={"database_url": settings.database_url})
+    app_services = Services.build(app_settings)
+    server, stop_server = start_live_server(app_settings, app_services)
+    with services.session_factory() as s:
+        seed_history(s, org, current_call=False)
+    agi = start_agi_server(settings, pbx_settings)
+    phone = None
+    try:
+        tab = new_tab()
+        page = tab.page
+        page.goto(server.url + "/login")
+        page.fill("#username", "agent01")
+        page.fill("#password", "correct-horse-battery")
+        page.click("#login-submit")
+        page.wait_for_url("**/desk")
+        page.wait_for_selector('body[data-ws="ws.open"]')
+        phone = sipp.start_agent(pbx_settings, "8001", answer_ms=2000, talk_ms=15000)
+        page.wait_for_selector("#btn-login-queue:enabled")
+        page.click("#btn-login-queue")
+        page.wait_for_selector("#agent-state:has-text('available')", timeout=15_000)
+        out = desk_pbx.cli(f"queue show {dialplan.QUEUE_COMPLAINT}")
+        assert re.search(r"PJSIP/8001\b", out), out
+
+        call = sipp.citizen_call(pbx_settings, caller="13800138000",
+                                 steps=[sipp.pause(1500), sipp.dtmf("2"), sipp.pause(20000)])
+        page.wait_for_selector("#screen-pop:not([hidden])", timeout=30_000)
+        assert page.text_content("#pop-citizen-name") == "王秀英"
+        page.wait_for_selector("#pop-state:has-text('通话中')", timeout=30_000)
+        assert "menu:2" in page.text_content("#pop-ivr")
+        page.click("#btn-pause")
+        page.wait_for_selector("#agent-state:has-text('paused')", timeout=15_000)
+        call_result = call.wait(90)
+        assert call_result.ok, call_result.describe()
+        page.click("#btn-logout-queue")
+        page.wait_for_selector("#agent-state:has-text('logged_out')", timeout=15_000)
+    finally:
+        if phone is not None:
+            phone.stop()
+        stop_server()
+        app_services.close()
+        agi.stop()
