@@ -103,6 +103,7 @@ def sipp_run(pbx: Settings, scenario: Path, service: str, rate: int, seconds: in
         return int(found[-1]) if found else 0
 
     ok, failed = counter("Successful call"), counter("Failed call")
+    errors = "".join(p.read_text(errors="replace") for p in workdir.glob("*errors*"))
     return {
         "offered_cps": rate,
         "calls": calls,
@@ -111,6 +112,7 @@ def sipp_run(pbx: Settings, scenario: Path, service: str, rate: int, seconds: in
         "completed_cps": round(ok / elapsed, 1),
         "elapsed_s": round(elapsed, 1),
         "sipp_exit": proc.returncode,
+        "rejected_488": errors.count("SIP/2.0 488"),  # no RTP port (or codec) left
     }
 
 
@@ -169,10 +171,13 @@ def main() -> None:
     rates = [int(r) for r in args.rates.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="ivr-load-"))
-    rtp = random.randrange(20000, 28000, 1000)
+    # Every channel holds an RTP/RTCP port pair until it is destroyed, and an IVR channel
+    # lives until its AGI session ends: at 200 calls/s a 1,000-port range (500 channels) ran
+    # out ("488 Not Acceptable Here"). 4,000 ports, as a production range would allow.
+    rtp = random.randrange(36000, 56000, 4000)
     pbx_settings = Settings(env="test", var_dir=tmp / "pbx-var", pbx=PbxSettings(
         instance=f"bench-{os.getpid()}", sip_port=free_port(), ami_port=free_port(),
-        agi_port=free_port(), rtp_start=rtp, rtp_end=rtp + 999, static_agents=(),
+        agi_port=free_port(), rtp_start=rtp, rtp_end=rtp + 3999, static_agents=(),
     ))
     db_settings = Settings(env="test", var_dir=tmp / "agi-var",
                            database_url=f"sqlite:///{tmp / 'hotline.sqlite3'}")  # type: ignore[arg-type]
