@@ -244,8 +244,11 @@
   function showAgentState(state) {
     if (!state) return;
     const node = $("agent-state");
-    node.removeAttribute("data-i18n");
-    node.textContent = state.state || state.status || (state.paused ? "paused" : "ready");
+    const key = `agent.${state.state || "unknown"}`;
+    node.setAttribute("data-i18n", key);  // follows the language switch
+    node.textContent = t(key) === key ? String(state.state || "") : t(key);
+    node.dataset.state = state.state || "";
+    if (state.reason) node.title = state.reason;
   }
 
   function onAgentEvent(event) {

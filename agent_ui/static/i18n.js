@@ -45,11 +45,17 @@
     "col.status": "Status", "col.channel": "Channel", "col.created": "Filed", "col.deadline": "Due",
     "col.time": "Time", "col.from": "From", "col.queue": "Queue", "col.outcome": "Outcome",
     "col.ivr": "IVR path", "col.department": "Department",
+    "agent.available": "available", "agent.ringing": "ringing", "agent.on_call": "on a call",
+    "agent.wrap_up": "wrap-up", "agent.paused": "paused", "agent.unavailable": "phone offline",
+    "agent.logged_out": "logged out",
   };
   const ZH = {
     "ws.open": "在线", "ws.closed": "重连中", "pop.unknown": "未知来电", "pop.ringing": "振铃",
     "pop.connected": "通话中", "kb.copied": "已复制", "kb.updated": "知识库已更新：",
     "kbe.publish": "发布",
+    "agent.available": "空闲", "agent.ringing": "振铃", "agent.on_call": "通话中",
+    "agent.wrap_up": "话后整理", "agent.paused": "小休", "agent.unavailable": "话机离线",
+    "agent.logged_out": "未签入",
   };
   const defaults = new WeakMap();
   function lang() { return localStorage.getItem("hotline.lang") === "en" ? "en" : "zh"; }
@@ -63,7 +69,8 @@
     (root || document).querySelectorAll("[data-i18n]").forEach((el) => {
       if (!defaults.has(el)) defaults.set(el, el.textContent);
       const key = el.getAttribute("data-i18n");
-      el.textContent = en && key in EN ? EN[key] : defaults.get(el);
+      // Keys set by scripts (states) have a Chinese entry; page text falls back to itself.
+      el.textContent = en && key in EN ? EN[key] : (key in ZH ? ZH[key] : defaults.get(el));
     });
     (root || document).querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
       if (!el.dataset.zhPlaceholder) el.dataset.zhPlaceholder = el.placeholder;

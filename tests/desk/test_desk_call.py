@@ -209,7 +209,7 @@ def test_agent_logs_in_to_the_queues_from_the_desk_and_the_queue_brain_pops_it(
         phone = sipp.start_agent(pbx_settings, "8001", answer_ms=2000, talk_ms=15000)
         page.wait_for_selector("#btn-login-queue:enabled")
         page.click("#btn-login-queue")
-        page.wait_for_selector("#agent-state:has-text('available')", timeout=15_000)
+        page.wait_for_selector("#agent-state[data-state='available']:has-text('空闲')", timeout=15_000)
         out = desk_pbx.cli(f"queue show {dialplan.QUEUE_COMPLAINT}")
         assert re.search(r"PJSIP/8001\b", out), out
 
@@ -220,11 +220,11 @@ def test_agent_logs_in_to_the_queues_from_the_desk_and_the_queue_brain_pops_it(
         page.wait_for_selector("#pop-state:has-text('通话中')", timeout=30_000)
         assert "menu:2" in page.text_content("#pop-ivr")
         page.click("#btn-pause")
-        page.wait_for_selector("#agent-state:has-text('paused')", timeout=15_000)
+        page.wait_for_selector("#agent-state[data-state='paused']:has-text('小休')", timeout=15_000)
         call_result = call.wait(90)
         assert call_result.ok, call_result.describe()
         page.click("#btn-logout-queue")
-        page.wait_for_selector("#agent-state:has-text('logged_out')", timeout=15_000)
+        page.wait_for_selector("#agent-state[data-state='logged_out']:has-text('未签入')", timeout=15_000)
     finally:
         if phone is not None:
             phone.stop()
