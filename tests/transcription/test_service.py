@@ -137,3 +137,31 @@ def test_healthz_says_whether_transcription_is_on(settings: Settings, tmp_path: 
     t = body["checks"]["transcription"]
     assert t["ok"] is False and t["state"] == "off" and "missing" in t["reason"]
     assert transcription.health(off)["state"] == "off"
+
+
+def test_transcribe_command_runs_with_transcription_off_when_the_model_is_missing(
+        settings: Settings, tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, HOTLINE_ENV="test", HOTLINE_VAR_DIR=str(settings.var_dir),
+               HOTLINE_TRANSCRIPTION__MODEL_DIR=str(tmp_path / "absent"))
+    proc = subprocess.Popen([sys.executable, "-m", "hotline", "transcribe", "--no-store"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        while time.monotonic() < deadline and "transcription is OFF" not in seen:
+            seen += proc.stderr.readline()
+        assert "transcription is OFF" in seen and "absent" in seen, seen
+        assert proc.poll() is None  # still running: the service starts, transcription off
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
