@@ -126,6 +126,16 @@ def agi_failures(pbx: DevPbx) -> int:
                               path.read_text(errors="replace"))))
 
 
+def agi_connect_failures(pbx: DevPbx) -> int:
+    """res_agi's warnings: FastAGI connects that timed out (backlog full) or were refused."""
+    path = pbx.log_path(AGI_LOG)
+    if not path.exists():
+        return 0
+    text = path.read_text(errors="replace")
+    return len(re.findall(r"WARNING.*(?:FastAGI connection to .* timed out|Connection to \S+ "
+                          r"failed)", text))
+
+
 def load_average() -> float:
     return round(os.getloadavg()[0], 1)
 
@@ -242,12 +252,18 @@ def main() -> None:
             work.mkdir()
             since = time.time()
             failures_before = agi_failures(pbx)
+            connect_before = agi_connect_failures(pbx)
             ivr = sipp_run(pbx_settings, scenario, pbx_settings.ivr.hotline_number, rate,
                            args.seconds, args.hold_ms, inf, work)
             row["load_after"] = load_average()
             time.sleep(2)
             ivr.update(agi_times(stats, since, time.time()))
             ivr["agi_failed_to_default_queue"] = agi_failures(pbx) - failures_before
+            ivr["agi_connect_failures"] = agi_connect_failures(pbx) - connect_before
+            # Answered calls that never reached the IVR: the caller hung up (after --hold-ms)
+            # before Asterisk got the AGI going, or the AGI failed after the hang-up.
+            ivr["calls_without_ivr_session"] = (ivr["successful"] - ivr["agi_sessions"]
+                                                - ivr["agi_failed_to_default_queue"])
             row["ivr"] = ivr
             row["ivr_vs_plain"] = round(ivr["completed_cps"] / max(plain["completed_cps"], 0.1), 3)
             print(f"ivr {rate}/s: {ivr}", file=sys.stderr)
