@@ -40,6 +40,7 @@ class _Tap:
     contact_id: str
     speaker: Speaker
     channel: str  # the spied channel
+    tap_channel: str = ""  # the AudioSocket channel's name, from its Newchannel event
 
 
 @dataclass
@@ -116,16 +117,20 @@ class TapController:
         if state is None:
             return
         await self.bus.publish(make_event("transcription_tap_stop", contact_id=contact_id))
-        for tap_id in state.taps:
+        for tap_id, tap in state.taps.items():
             self._by_tap.pop(tap_id, None)
+            if not tap.tap_channel:
+                continue  # never came up, or already gone
             try:
-                await self.ami.action("Hangup", Channel=f"/^AudioSocket\\/.*{tap_id}/")
+                await self.ami.action("Hangup", Channel=tap.tap_channel)
             except Exception as exc:  # the tap ended by itself (ChanSpy option E)
                 log.debug("tap %s hang-up: %s", tap_id, exc)
 
     def _on_event(self, msg: Message) -> None:
         event = msg.get("Event")
-        if event == "Hangup":
+        if event == "Newchannel" and msg.get("Uniqueid", "") in self._by_tap:
+            self._by_tap[msg["Uniqueid"]].tap_channel = msg.get("Channel", "")
+        elif event == "Hangup":
             uniqueid = msg.get("Uniqueid", "")
             channel = msg.get("Channel", "")
             for state in self._contacts.values():
@@ -133,6 +138,7 @@ class TapController:
                     state.gone_channels.add(channel)
             tap = self._by_tap.get(uniqueid)
             if tap is not None:
+                tap.tap_channel = ""
                 self._spawn(self._tap_ended(tap))
         elif event == "OriginateResponse" and msg.get("Response") == "Failure":
             tap = self._by_tap.get(msg.get("Uniqueid", "")) or next(

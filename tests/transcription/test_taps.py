@@ -69,10 +69,14 @@ async def test_tap_lost_while_the_party_is_on_the_call_is_interrupted(monkeypatc
 
 async def test_tap_ending_with_its_party_is_normal(monkeypatch: Any) -> None:
     ctl, ami, events = await _controller(monkeypatch)
-    _, agent_tap = await ctl.start_taps("c2", "PJSIP/citizens-2", "PJSIP/8001-2")
+    caller_tap, agent_tap = await ctl.start_taps("c2", "PJSIP/citizens-2", "PJSIP/8001-2")
+    ctl._on_event({"Event": "Newchannel", "Uniqueid": caller_tap,
+                   "Channel": "AudioSocket/127.0.0.1:9099-00000001"})
     ctl._on_event({"Event": "Hangup", "Uniqueid": "x", "Channel": "PJSIP/8001-2"})
     ctl._on_event({"Event": "Hangup", "Uniqueid": agent_tap, "Channel": "AudioSocket/y"})
     await asyncio.sleep(0.1)
     await ctl.stop_taps("c2")
     assert not [e for e in events if e["type"] == "transcription_status"]
-    assert any(name == "Hangup" for name, _ in ami.actions)
+    # stop_taps hangs up the tap still running (the caller's), by its channel name.
+    assert [f["Channel"] for name, f in ami.actions if name == "Hangup"] == [
+        "AudioSocket/127.0.0.1:9099-00000001"]
