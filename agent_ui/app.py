@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,11 +41,15 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.bus.start()
         await api_wallboard.start(app, services)
+        warm_up = asyncio.create_task(asyncio.to_thread(services.warm_up_kb_index))
         try:
             yield
         finally:
             await api_wallboard.stop(app)
+            await warm_up
+            await services.bus.stop()
             if owned:
                 services.close()
 
@@ -84,10 +89,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         except DatabaseUnavailable as exc:
             ok = False
             checks["database"] = {"ok": False, "error": str(exc)}
-        if (ami := api_wallboard.ami_health(app)) is not None:
-            checks["ami"] = ami  # reported; the web app serves on while Asterisk is away
         # Reported, not counted against "ok": calls and cases work without it.
         checks["transcription"] = transcription.health(settings)
+        if (ami := api_wallboard.ami_health(app)) is not None:
+            checks["ami"] = ami  # reported; the web app serves on while Asterisk is away
         return JSONResponse(
             {"status": "ok" if ok else "degraded", "checks": checks},
             status_code=200 if ok else 503,
