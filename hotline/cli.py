@@ -350,6 +350,10 @@ def transcribe_cmd(settings: Settings, host: str | None, port: int | None, store
     settings = settings.model_copy(update={"transcription": t})
 
     async def run() -> None:
+        stop = asyncio.Event()  # handlers first: a SIGTERM during start-up is a clean stop
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         session_factory = None
         services = None
         if store:
@@ -369,10 +373,6 @@ def transcribe_cmd(settings: Settings, host: str | None, port: int | None, store
                        f" ({health.get('backend')}, {health.get('slots')} live slots)", err=True)
         else:
             click.echo(f"transcription is OFF: {health.get('reason')}", err=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await service.stop()
         await bus.stop()
