@@ -299,6 +299,7 @@ def main() -> None:
     results["target_met"] = bool(
         last and last["ivr_vs_plain"] >= 0.9 and last["ivr"]["failed"] == 0
         and last["ivr"]["agi_failed_to_default_queue"] == 0
+        and last["ivr"]["agi_connect_failures"] == 0
     )
     print(json.dumps(results, ensure_ascii=False))
 
