@@ -100,6 +100,6 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/desk")  # the desk sends strangers to /login
 
     return app
