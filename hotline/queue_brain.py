@@ -173,6 +173,8 @@ class QueueBrain:
         self._outbox: list[Job] = []
         self._contact_ids: dict[Any, int] = {}  # uniqueid -> contact id, recent calls
         self._outbox_ready = asyncio.Event()
+        # One flush at a time: the outbox worker and stop() must never write one batch twice.
+        self._flush_lock = asyncio.Lock()
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
         self.client: Any = None
@@ -705,11 +707,23 @@ class QueueBrain:
 
     async def flush(self) -> None:
         """Write everything pending, then publish its events (in order)."""
+        async with self._flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         while self._outbox:
             batch = self._outbox[:2000]
             writes = self._coalesce([j for j in batch if j[0] != "event"])
+            cancelled = False
             if writes and self.services is not None:
-                await asyncio.to_thread(self._write, writes)
+                write = asyncio.ensure_future(asyncio.to_thread(self._write, writes))
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    # The thread commits regardless of the cancel; let it finish and account
+                    # for the batch, or the next flush would insert the same stays again.
+                    await write
+                    cancelled = True
             del self._outbox[: len(batch)]
             self.stats["written"] += len(writes)
             if self.services is not None:
@@ -718,6 +732,8 @@ class QueueBrain:
                         if "contact_id" in payload and payload["contact_id"] is None:
                             payload["contact_id"] = self._contact_ids.get(payload.get("uniqueid"))
                         await self.services.bus.publish(payload)
+            if cancelled:
+                raise asyncio.CancelledError
 
     @staticmethod
     def _coalesce(jobs: list[Job]) -> list[Job]:
