@@ -108,9 +108,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("case_id", "kind", "threshold", name="uq_supervision_notices_once"),
     )
-    op.create_index(
-        "ix_supervision_notices_created_at", "supervision_notices", ["created_at"]
-    )
+    op.create_index("ix_supervision_notices_created_at", "supervision_notices", ["created_at"])
     op.create_table(
         "circulars",
         sa.Column("id", sa.Integer(), nullable=False),

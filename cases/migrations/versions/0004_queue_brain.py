@@ -34,8 +34,14 @@ def upgrade() -> None:
         sa.Column(
             "outcome",
             sa.Enum(
-                "waiting", "answered", "abandoned", "timeout", "unknown",
-                name="queuecalloutcome", native_enum=False, length=24,
+                "waiting",
+                "answered",
+                "abandoned",
+                "timeout",
+                "unknown",
+                name="queuecalloutcome",
+                native_enum=False,
+                length=24,
             ),
             nullable=False,
         ),
