@@ -180,6 +180,26 @@ class GatedRecognizer:
                 last_partial, last_partial_at = hyp.text, pos_ms
                 yield seg(hyp.text, False, seg_start, pos_ms)
 
+        async def end_utterance(end_ms: int) -> AsyncIterator[Segment]:
+            """Close the utterance: decode what is left and free the slot (live), or keep
+            its audio for after the call (delayed)."""
+            nonlocal decoder, pending, delayed_pcm
+            self.stats["speech_ms"] += end_ms - seg_start
+            if decoder is not None:
+                if pending:
+                    async for s in feed(bytes(pending)):
+                        yield s
+                    pending = bytearray()
+                hyp = await decoder.finish()
+                await decoder.aclose()
+                decoder = None
+                self.backend.release_slot()
+                if hyp.text.strip():
+                    yield seg(hyp.text, True, seg_start, end_ms, hyp.words)
+            elif delayed_pcm is not None:
+                backlog.append((seg_start, end_ms, bytes(delayed_pcm)))
+                delayed_pcm = None
+
         try:
             async for chunk in chunks:
                 self.stats["audio_ms"] += len(chunk) // bytes_per_ms
@@ -206,21 +226,8 @@ class GatedRecognizer:
                         elif delayed_pcm is not None:
                             delayed_pcm += ev.pcm
                     else:  # end of utterance
-                        self.stats["speech_ms"] += ev.at_ms - seg_start
-                        if decoder is not None:
-                            if pending:
-                                async for s in feed(bytes(pending)):
-                                    yield s
-                                pending = bytearray()
-                            hyp = await decoder.finish()
-                            await decoder.aclose()
-                            decoder = None
-                            self.backend.release_slot()
-                            if hyp.text.strip():
-                                yield seg(hyp.text, True, seg_start, ev.at_ms, hyp.words)
-                        elif delayed_pcm is not None:
-                            backlog.append((seg_start, ev.at_ms, bytes(delayed_pcm)))
-                            delayed_pcm = None
+                        async for s in end_utterance(ev.at_ms):
+                            yield s
                 # Whole 100 ms batches: the decoder sees the same chunks whatever the
                 # network's framing (Vosk's results depend a little on chunking).
                 while decoder is not None and len(pending) >= batch_bytes:
@@ -229,21 +236,8 @@ class GatedRecognizer:
                         yield s
             # The stream is over (hang-up or dropped tap): close the open utterance.
             for ev in gate.flush():
-                self.stats["speech_ms"] += ev.at_ms - seg_start
-                if decoder is not None:
-                    if pending:
-                        async for s in feed(bytes(pending)):
-                            yield s
-                        pending = bytearray()
-                    hyp = await decoder.finish()
-                    await decoder.aclose()
-                    decoder = None
-                    self.backend.release_slot()
-                    if hyp.text.strip():
-                        yield seg(hyp.text, True, seg_start, ev.at_ms, hyp.words)
-                elif delayed_pcm is not None:
-                    backlog.append((seg_start, ev.at_ms, bytes(delayed_pcm)))
-                    delayed_pcm = None
+                async for s in end_utterance(ev.at_ms):
+                    yield s
         finally:
             if decoder is not None:  # cancelled or failed mid-utterance
                 await decoder.aclose()
