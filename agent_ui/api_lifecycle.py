@@ -343,7 +343,7 @@ class DuplicatePublic(BaseModel):
     distance_m: float | None
 
 
-def _dup(c: Candidate) -> DuplicatePublic:
+def duplicate_public(c: Candidate) -> DuplicatePublic:
     return DuplicatePublic(number=c.case.number, title=c.case.title, status=c.case.status,
                            created_at=c.case.created_at, score=c.score,
                            similarity=c.similarity, reasons=c.reasons, distance_m=c.distance_m)
@@ -369,7 +369,7 @@ def check_duplicates(body: DuplicateCheck, session: SessionDep,
     if citizen_id is None and body.citizen_phone:
         citizen_id = session.scalar(select(CitizenPhone.citizen_id).where(
             CitizenPhone.number == normalise_phone(body.citizen_phone)))
-    return [_dup(c) for c in find_duplicates(
+    return [duplicate_public(c) for c in find_duplicates(
         session, text=f"{body.title} {body.description}", citizen_id=citizen_id,
         latitude=body.latitude, longitude=body.longitude, location_text=body.location_text)]
 
@@ -378,7 +378,7 @@ def check_duplicates(body: DuplicateCheck, session: SessionDep,
 def case_duplicates(number: str, session: SessionDep,
                     user: HotlineStaff) -> list[DuplicatePublic]:
     case = lc.load_case(session, number)
-    return [_dup(c) for c in duplicates_of(session, case)]
+    return [duplicate_public(c) for c in duplicates_of(session, case)]
 
 
 class MergeBody(ActionBody):
