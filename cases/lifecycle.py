@@ -154,17 +154,22 @@ def dispatch(
             "supervisors fixed the responsible department for this case; "
             "use coordination to change it",
         )
+    cal = ctx.cal(session)
+    cal.uncovered_years_used.clear()
     deadlines = deadlines_at_dispatch(
-        session, ctx.cal(session), case_type=case.type, category_id=case.category_id,
+        session, cal, case_type=case.type, category_id=case.category_id,
         priority=case.priority, dispatched_at=at,
     )
+    data = {
+        "department_id": department.id, "department": department.code,
+        "sign_by": _iso(deadlines.sign_by), "handle_by": _iso(deadlines.handle_by),
+        "limits": deadlines.limits.as_dict(),
+    }
+    if cal.uncovered_years_used:  # deadlines counted on weekends only for these years
+        data["calendar_not_covered"] = sorted(cal.uncovered_years_used)
     event = record_transition(
         session, case, CaseAction.DISPATCH, actor, comment=comment, now=at,
-        data=_data({
-            "department_id": department.id, "department": department.code,
-            "sign_by": _iso(deadlines.sign_by), "handle_by": _iso(deadlines.handle_by),
-            "limits": deadlines.limits.as_dict(),
-        }, attachments),
+        data=_data(data, attachments),
     )
     _start_clocks(case, department.id, at, deadlines.sign_by, deadlines.handle_by)
     return event
