@@ -445,6 +445,30 @@ def record_callback(
     return event
 
 
+def record_callback_unrated(
+    session: Session, case: Case, actor: Actor, *, note: str | None = None,
+    ctx: Context | None = None, now: dt.datetime | None = None,
+) -> CaseEvent:
+    """The citizen was reached but gave no rating (the automated callback got no valid key
+    twice): an attempt is recorded and the task stays open for an agent or another try;
+    unlike an unanswered call it never counts towards closing the case as unreachable."""
+    ctx = _ctx(ctx, now)
+    at = ctx.at()
+    if case.status != CaseStatus.REPLIED:
+        raise IllegalTransition(CaseAction.CLOSE, case.status)
+    task = open_callback(session, case)
+    if task is None:
+        task = CaseCallback(case_id=case.id, status=CallbackTaskStatus.OPEN, created_at=at,
+                            due_at=at, attempts=0)
+        session.add(task)
+    task.attempts = (task.attempts or 0) + 1
+    task.last_attempt_at = at
+    task.note = note
+    return add_event(session, case, actor, "callback_attempt", case.status, case.status,
+                     comment=note, at=at,
+                     data={"reached": True, "rated": False, "attempt": task.attempts})
+
+
 def _finish(task: CaseCallback, actor: Actor, at: dt.datetime,
             satisfaction: Satisfaction | None, note: str | None) -> None:
     task.status = CallbackTaskStatus.DONE
