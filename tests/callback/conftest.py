@@ -67,8 +67,12 @@ def prompt_ms(settings: Settings, names: Sequence[str]) -> int:
 
 
 def citizen_phone(settings: Settings, number: str, *, steps: Sequence[str] = (),
-                  ending: str = "wait_bye", answer_ms: int = 300) -> sipp.SippProcess:
-    """A sipp UAS at the trunk's address answering one call to `number` (or busy)."""
+                  ending: str = "wait_bye", answer_ms: int = 300,
+                  port: int | None = None) -> sipp.SippProcess:
+    """A sipp UAS at the trunk's address answering one call to `number` (or busy), and
+    waiting for the other side's BYE. With `port`: a phone on that port (a registered
+    agent that answers and lets the PBX hang up: tests/pbx/sipp.start_agent's
+    hangup="caller" mode trips over an unused sipp variable)."""
     workdir = sipp._workdir("citizen-uas")
     scenario = workdir / "citizen.xml"
     if ending == "busy":
@@ -80,10 +84,10 @@ def citizen_phone(settings: Settings, number: str, *, steps: Sequence[str] = (),
         body = "\n".join(steps) + "\n" + tail.format(**fields)
         scenario.write_text((HERE / "citizen_uas.xml").read_text()
                             .format(ending=body, **fields))
-    argv = sipp._base_argv(settings, scenario, number, settings.pbx.trunk_port,
+    argv = sipp._base_argv(settings, scenario, number, port or settings.pbx.trunk_port,
                            sipp.free_port(span=4))
     argv += ["-m", "1"]
-    proc = sipp.SippProcess(f"citizen {number}", argv, workdir)
+    proc = sipp.SippProcess(f"phone {number}", argv, workdir)
     time.sleep(0.3)
     if proc.proc.poll() is not None:
         raise AssertionError(f"citizen UAS exited at once\n{proc.wait(1).describe()}")
@@ -125,3 +129,12 @@ def hotline(cb_pbx: DevPbx, settings: Settings, services: Services) -> Iterator[
         brain = client.app.state.queue_brain  # type: ignore[attr-defined]
         wait_for("the AMI bridge", lambda: brain.client.connected, 20)
         yield Hotline(client, cb_pbx, combined, services, org)
+
+
+def agent_waiting_for_bye(settings: Settings, extension: str = "8001") -> sipp.SippProcess:
+    """Register `extension`, then answer one call and wait for the PBX to hang up."""
+    port = sipp.free_port()
+    reg = sipp.register_agent(settings, extension, port)
+    if not reg.ok:
+        raise AssertionError(f"agent {extension} could not register\n{reg.describe()}")
+    return citizen_phone(settings, extension, port=port)

@@ -14,7 +14,13 @@ from cases.models import CallbackTaskStatus, Case, CaseCallback, CaseEvent, Sati
 from cases.schemas import CaseCreate
 from cases.service import Actor, file_case
 from cases.state_machine import CaseStatus
-from tests.callback.conftest import Hotline, citizen_phone, prompt_ms, wait_for
+from tests.callback.conftest import (
+    Hotline,
+    agent_waiting_for_bye,
+    citizen_phone,
+    prompt_ms,
+    wait_for,
+)
 from tests.ivr.conftest import start_agi_server
 from tests.pbx import sipp
 
@@ -84,7 +90,7 @@ def test_desk_callback_rings_the_agent_then_bridges_the_citizen(hotline: Hotline
 def test_busy_citizen_is_an_attempt_and_the_task_stays_open(hotline: Hotline):
     h = hotline
     number = replied_case(h)
-    agent = sipp.start_agent(h.settings, "8001", answer_ms=300, hangup="caller")
+    agent = agent_waiting_for_bye(h.settings)
     citizen = citizen_phone(h.settings, CITIZEN, ending="busy")
     try:
         r = h.client.post(f"/api/cases/{number}/callback/call", headers=h.headers("agent01"))
