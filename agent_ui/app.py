@@ -27,6 +27,7 @@ from agent_ui import (  # the queue brain (issue 4)
     callouts,
     pages,
     pages_department,
+    pages_supervision,
     ws_desk,
     ws_wallboard,
 )
@@ -75,6 +76,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(api_department.router)
     app.include_router(api_reports.router)
     app.include_router(pages_department.router)
+    app.include_router(pages_supervision.router)
     ws_desk.install(app, services)
     pages.install(app)
 

@@ -6,6 +6,7 @@
   const EN = {
     "brand": "12345 Citizen Service Hotline",
     "nav.desk": "Agent desk", "nav.kb": "KB editor", "nav.department": "Our cases",
+    "nav.supervision": "Supervision",
     "logout": "Sign out", "none": "None",
     "login.title": "Sign in", "login.username": "Username", "login.password": "Password",
     "login.submit": "Sign in",
