@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from agent_ui.api_lifecycle import DuplicatePublic, duplicate_public
 from agent_ui.auth import CurrentUser, require_roles
 from agent_ui.deps import ServicesDep, SessionDep
+from cases.duplicates import duplicates_of
 from cases.models import (
     Case,
     CaseType,
@@ -50,6 +52,9 @@ class DeskCaseFiled(BaseModel):
     case: CasePublic
     status_label: str
     department: str | None
+    # Likely duplicates of the case just filed (same citizen, or nearby and similar, within
+    # 30 days): the agent can merge it at once. Empty when nothing looks alike.
+    possible_duplicates: list[DuplicatePublic] = Field(default_factory=list)
 
 
 def _dispatch(session: Session, case: Case, actor: Actor) -> None:
@@ -90,6 +95,7 @@ def file_from_desk(
         case=CasePublic.model_validate(case),
         status_label=STATUS_LABELS_ZH[case.status],
         department=department.name if department else None,
+        possible_duplicates=[duplicate_public(c) for c in duplicates_of(session, case)],
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal, Protocol
 
@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent_ui import callouts
 from agent_ui.auth import CurrentUser, may_see_phone_numbers, require_roles
 from agent_ui.deps import ServicesDep, SessionDep
+from agi.dialplan import CONTEXT_CALLBACK_IVR
 from cases import lifecycle as lc
 from cases.duplicates import Candidate, duplicates_of, find_duplicates, merge_cases
 from cases.models import (
@@ -47,6 +49,7 @@ from cases.service import Actor, CaseInputError
 from cases.state_machine import STATUS_LABELS_ZH, CaseStatus
 from cases.supervision import disputed_cases, lifespan_for, review_cases
 from cases.workcalendar import CalendarInputError, delete_day, import_days, load_calendar, set_day
+from hotline.ami import AmiError
 from hotline.events import make_event
 from hotline.services import Services
 
@@ -257,12 +260,17 @@ def review_case(number: str, body: ReviewBody, session: SessionDep, services: Se
 
 
 class CallOriginator(Protocol):
-    """Connects an agent's phone to a citizen (AMI Originate). The AMI bridge (issue 4)
-    provides the real one as ``app.state.call_originator``; tests use a fake."""
+    """Places callback calls. The real one is hotline.ami.CallOriginator (AMI Originate),
+    registered as ``app.state.call_originator`` by agent_ui.callouts; tests may use a fake."""
 
     async def originate(self, agent_extension: str, number: str,
                         variables: dict[str, str]) -> str:
-        """Start the call; returns the channel or action id."""
+        """Ring the agent, then connect the citizen; returns the call's reference."""
+        ...
+
+    async def call_citizen(self, number: str, context: str,
+                           variables: dict[str, str]) -> str:
+        """Ring the citizen and run `context` when answered; returns the reference."""
         ...
 
 
@@ -304,29 +312,69 @@ def _first_phone(session: Session, citizen_id: int | None) -> str | None:
                           .order_by(CitizenPhone.id).limit(1))
 
 
+def _originator(request: Request) -> CallOriginator:
+    originator: CallOriginator | None = getattr(request.app.state, "call_originator", None)
+    if originator is None:
+        raise HTTPException(503, "calling out is not available (AMI bridge not running); "
+                                 "the callback task is unchanged")
+    return originator
+
+
+def _callback_phone(services: Services, number: str) -> str:
+    with services.session_factory() as s:
+        case = s.scalar(select(Case).where(Case.number == number))
+        if case is None:
+            raise CaseInputError("number", f"no case {number}")
+        if case.status != CaseStatus.REPLIED:
+            raise CaseInputError("number", f"case {number} is not waiting for its callback "
+                                           f"(status {case.status.value})")
+        phone = _first_phone(s, case.citizen_id)
+    if phone is None:
+        raise CaseInputError("number", "the case has no citizen phone number to call")
+    return normalise_phone(phone)
+
+
+async def _place(services: Services, user: User, number: str, purpose: str,
+                 place: Callable[[], Awaitable[str]]) -> dict[str, str]:
+    try:
+        ref = await place()
+    except AmiError as exc:
+        log.warning("callback call for %s not placed: %s", number, exc)
+        raise HTTPException(503, f"the phone system did not take the call ({exc}); "
+                                 "the callback task is unchanged, try again") from None
+    except ValueError as exc:
+        raise CaseInputError("number", str(exc)) from None
+    await anyio.to_thread.run_sync(
+        callouts.record_placed, services, number, Actor.of(user), purpose, ref)
+    return {"status": "calling", "reference": ref}
+
+
 @router.post("/api/cases/{number}/callback/call")
 async def call_citizen(number: str, request: Request, services: ServicesDep,
                        user: HotlineStaff) -> dict[str, str]:
-    """Ring the agent's extension and connect it to the citizen for the callback."""
-    originator: CallOriginator | None = getattr(request.app.state, "call_originator", None)
-    if originator is None:
-        raise HTTPException(503, "calling out is not available (AMI bridge not running)")
-    if not user.extension:
+    """Ring the agent's extension, then connect it to the citizen for the callback."""
+    originator = _originator(request)
+    extension = user.extension
+    if not extension:
         raise CaseInputError("extension", "your account has no phone extension")
+    phone = await anyio.to_thread.run_sync(_callback_phone, services, number)
+    variables = {"HOTLINE_CASE": number, callouts.VAR_PURPOSE: callouts.PURPOSE_AGENT,
+                 callouts.VAR_USER: str(user.id)}
+    return await _place(services, user, number, callouts.PURPOSE_AGENT,
+                        lambda: originator.originate(extension, phone, variables))
 
-    def lookup() -> str | None:
-        with services.session_factory() as s:
-            case = s.scalar(select(Case).where(Case.number == number))
-            if case is None:
-                raise CaseInputError("number", f"no case {number}")
-            return _first_phone(s, case.citizen_id)
 
-    phone = await anyio.to_thread.run_sync(lookup)
-    if phone is None:
-        raise CaseInputError("number", "the case has no citizen phone number to call")
-    ref = await originator.originate(user.extension, normalise_phone(phone),
-                                     {"HOTLINE_CASE": number, "HOTLINE_PURPOSE": "callback"})
-    return {"status": "calling", "reference": ref}
+@router.post("/api/cases/{number}/callback/ivr")
+async def ivr_callback(number: str, request: Request, services: ServicesDep,
+                       user: HotlineStaff) -> dict[str, str]:
+    """Automated callback: the system calls the citizen, reads the result and takes the
+    rating by key press (agi/callback.py). No answer / busy: the task stays open."""
+    originator = _originator(request)
+    phone = await anyio.to_thread.run_sync(_callback_phone, services, number)
+    variables = {"HOTLINE_CASE": number, callouts.VAR_PURPOSE: callouts.PURPOSE_IVR,
+                 callouts.VAR_USER: str(user.id)}
+    return await _place(services, user, number, callouts.PURPOSE_IVR,
+                        lambda: originator.call_citizen(phone, CONTEXT_CALLBACK_IVR, variables))
 
 
 # ----------------------------------------------------------------------------- duplicates
@@ -343,7 +391,7 @@ class DuplicatePublic(BaseModel):
     distance_m: float | None
 
 
-def _dup(c: Candidate) -> DuplicatePublic:
+def duplicate_public(c: Candidate) -> DuplicatePublic:
     return DuplicatePublic(number=c.case.number, title=c.case.title, status=c.case.status,
                            created_at=c.case.created_at, score=c.score,
                            similarity=c.similarity, reasons=c.reasons, distance_m=c.distance_m)
@@ -369,7 +417,7 @@ def check_duplicates(body: DuplicateCheck, session: SessionDep,
     if citizen_id is None and body.citizen_phone:
         citizen_id = session.scalar(select(CitizenPhone.citizen_id).where(
             CitizenPhone.number == normalise_phone(body.citizen_phone)))
-    return [_dup(c) for c in find_duplicates(
+    return [duplicate_public(c) for c in find_duplicates(
         session, text=f"{body.title} {body.description}", citizen_id=citizen_id,
         latitude=body.latitude, longitude=body.longitude, location_text=body.location_text)]
 
@@ -378,7 +426,7 @@ def check_duplicates(body: DuplicateCheck, session: SessionDep,
 def case_duplicates(number: str, session: SessionDep,
                     user: HotlineStaff) -> list[DuplicatePublic]:
     case = lc.load_case(session, number)
-    return [_dup(c) for c in duplicates_of(session, case)]
+    return [duplicate_public(c) for c in duplicates_of(session, case)]
 
 
 class MergeBody(ActionBody):

@@ -24,8 +24,10 @@ from agent_ui import (  # the queue brain (issue 4)
     api_reports,
     api_wallboard,
     auth,
+    callouts,
     pages,
     pages_department,
+    pages_supervision,
     ws_desk,
     ws_wallboard,
 )
@@ -43,10 +45,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await services.bus.start()
         await api_wallboard.start(app, services)
+        await callouts.start(app, services)  # the AMI CallOriginator (callbacks)
         warm_up = asyncio.create_task(asyncio.to_thread(services.warm_up_kb_index))
         try:
             yield
         finally:
+            await callouts.stop(app)
             await api_wallboard.stop(app)
             await warm_up
             await services.bus.stop()
@@ -72,6 +76,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(api_department.router)
     app.include_router(api_reports.router)
     app.include_router(pages_department.router)
+    app.include_router(pages_supervision.router)
     ws_desk.install(app, services)
     pages.install(app)
 

@@ -27,6 +27,11 @@ CONTEXT_AGENTS: Final = "agents"  # agent softphones 8001-8020
 CONTEXT_SURVEY: Final = "hotline-survey"  # post-call survey (caller side)
 CONTEXT_PLAIN: Final = "plain"  # benchmark baseline (Answer, Wait)
 QUEUE_CONTEXT_PREFIX: Final = "queue-"  # queue-<queue name>, extension "s"
+# Calling citizens back (回访), both entered from AMI Originate (hotline.ami.CallOriginator):
+# the agent answered, now dial the citizen (extension = the citizen's number) ...
+CONTEXT_CALLOUT: Final = "hotline-callout"
+# ... or the citizen answered the automated callback: run AGI_CALLBACK (extension "s").
+CONTEXT_CALLBACK_IVR: Final = "hotline-callback-ivr"
 
 # --- queues (queues.conf section names) ------------------------------------------------
 QUEUE_CONSULTATION: Final = "consultation"  # 咨询
@@ -37,6 +42,7 @@ QUEUES: Final = (QUEUE_CONSULTATION, QUEUE_COMPLAINT, QUEUE_PRIORITY)
 # --- AGI scripts (the path part of agi://host:port/<script>) ----------------------------
 AGI_IVR: Final = "ivr"
 AGI_SURVEY: Final = "survey"
+AGI_CALLBACK: Final = "callback"  # the automated IVR callback (agi/callback.py)
 
 # --- channel variables -----------------------------------------------------------------
 # Set by the IVR AGI before it returns: the queue the caller goes to (one of QUEUES).
@@ -55,6 +61,10 @@ VAR_AGI_FAILED: Final = "HOTLINE_AGI_FAILED"
 VAR_AGENT: Final = "HOTLINE_AGENT"
 # Optional, set by the IVR AGI: give up waiting in the queue after this many seconds.
 VAR_QUEUE_TIMEOUT: Final = "HOTLINE_QUEUE_TIMEOUT"
+# Set by the originator on calls it places: the case called back about, and the call's
+# reference (returned to the API, reported back with the outcome).
+VAR_CASE: Final = "HOTLINE_CASE"
+VAR_CALL_REF: Final = "HOTLINE_CALL_REF"
 # Asterisk's own variables the Python side reads.
 VAR_AGISTATUS: Final = "AGISTATUS"
 VAR_QUEUESTATUS: Final = "QUEUESTATUS"

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from agi import dialplan
+from agi.callback import callback as ivr_callback
 from agi.channel import AgiChannel, ChannelHangup, HotlineAgi
 from agi.ivr import IvrDeps, ivr, survey
 from agi.records import RecordStore
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Script = Callable[[Any, IvrDeps], None]
 SCRIPTS: dict[str, Script] = {dialplan.AGI_IVR: ivr, dialplan.AGI_SURVEY: survey}
+SCRIPTS[dialplan.AGI_CALLBACK] = ivr_callback  # the automated 回访 (agi/callback.py)
 
 IO_TIMEOUT_S = 120.0  # no single AGI command waits this long (prompts, 10 s digit timeouts)
 SLOT_FREE, SLOT_IDLE, SLOT_BUSY = 0, 1, 2

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 KIND_CONTACT = "contact"
 KIND_SURVEY = "survey"
 KIND_CALLBACK = "callback"
+KIND_CASE_CALLBACK = "case_callback"
 _SAFE = re.compile(r"[^A-Za-z0-9._]")
 _seq = itertools.count()
 
@@ -65,6 +66,10 @@ def apply_record(session: Session, kind: str, data: dict[str, Any]) -> None:
         apply_survey(session, SurveyResult.from_json(data))
     elif kind == KIND_CALLBACK:
         add_callback_request(session, CallbackRecord.from_json(data))
+    elif kind == KIND_CASE_CALLBACK:  # the automated 回访 (agi/callback.py)
+        from agi.callback import apply_case_callback
+
+        apply_case_callback(session, data)
     else:
         raise ValueError(f"unknown spooled record kind {kind!r}")
 

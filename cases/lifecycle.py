@@ -154,17 +154,22 @@ def dispatch(
             "supervisors fixed the responsible department for this case; "
             "use coordination to change it",
         )
+    cal = ctx.cal(session)
+    cal.uncovered_years_used.clear()
     deadlines = deadlines_at_dispatch(
-        session, ctx.cal(session), case_type=case.type, category_id=case.category_id,
+        session, cal, case_type=case.type, category_id=case.category_id,
         priority=case.priority, dispatched_at=at,
     )
+    data = {
+        "department_id": department.id, "department": department.code,
+        "sign_by": _iso(deadlines.sign_by), "handle_by": _iso(deadlines.handle_by),
+        "limits": deadlines.limits.as_dict(),
+    }
+    if cal.uncovered_years_used:  # deadlines counted on weekends only for these years
+        data["calendar_not_covered"] = sorted(cal.uncovered_years_used)
     event = record_transition(
         session, case, CaseAction.DISPATCH, actor, comment=comment, now=at,
-        data=_data({
-            "department_id": department.id, "department": department.code,
-            "sign_by": _iso(deadlines.sign_by), "handle_by": _iso(deadlines.handle_by),
-            "limits": deadlines.limits.as_dict(),
-        }, attachments),
+        data=_data(data, attachments),
     )
     _start_clocks(case, department.id, at, deadlines.sign_by, deadlines.handle_by)
     return event
@@ -438,6 +443,30 @@ def record_callback(
                               data=data)
     case.closed_at = at
     return event
+
+
+def record_callback_unrated(
+    session: Session, case: Case, actor: Actor, *, note: str | None = None,
+    ctx: Context | None = None, now: dt.datetime | None = None,
+) -> CaseEvent:
+    """The citizen was reached but gave no rating (the automated callback got no valid key
+    twice): an attempt is recorded and the task stays open for an agent or another try;
+    unlike an unanswered call it never counts towards closing the case as unreachable."""
+    ctx = _ctx(ctx, now)
+    at = ctx.at()
+    if case.status != CaseStatus.REPLIED:
+        raise IllegalTransition(CaseAction.CLOSE, case.status)
+    task = open_callback(session, case)
+    if task is None:
+        task = CaseCallback(case_id=case.id, status=CallbackTaskStatus.OPEN, created_at=at,
+                            due_at=at, attempts=0)
+        session.add(task)
+    task.attempts = (task.attempts or 0) + 1
+    task.last_attempt_at = at
+    task.note = note
+    return add_event(session, case, actor, "callback_attempt", case.status, case.status,
+                     comment=note, at=at,
+                     data={"reached": True, "rated": False, "attempt": task.attempts})
 
 
 def _finish(task: CaseCallback, actor: Actor, at: dt.datetime,

@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -24,6 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cases.models import CalendarDay, utcnow
+
+log = logging.getLogger(__name__)
+_warned_years: set[int] = set()
 
 # (first day, last day, name) holidays and (day, name) make-up working days per year.
 _Holiday = tuple[str, str, str]
@@ -69,8 +73,12 @@ _CN_2026: tuple[list[_Holiday], list[_Workday]] = (
     ],
 )
 
-# 2027: the notice is not in this release; import it (`hotline calendar import`, or
-# POST /api/calendar/import) when the State Council publishes it.
+# 2027: the notice is not in this release (no arrangement is invented here); import it
+# (`hotline calendar import FILE`, or POST /api/calendar/import) when the State Council
+# publishes it. Until then 2027 dates fall back to Monday-Friday and the calendar says so:
+# a warning in the log (once per year and process), `uncovered_years_used` on the calendar,
+# `calendar_not_covered` in the dispatch event's data, and `covered: false` from
+# GET /api/calendar and `hotline calendar show`.
 BUILTIN_ARRANGEMENTS: dict[int, tuple[list[_Holiday], list[_Workday]]] = {
     2025: _CN_2025,
     2026: _CN_2026,
@@ -109,6 +117,9 @@ class WorkCalendar:
     def __init__(self, tz: ZoneInfo, overrides: Mapping[dt.date, DayRule] | None = None) -> None:
         self.tz = tz
         self._days: dict[dt.date, DayRule] = {**_BUILTIN, **(overrides or {})}
+        self._covered: frozenset[int] = frozenset(d.year for d in self._days)
+        # Years this calendar answered for with weekends only (no arrangement known).
+        self.uncovered_years_used: set[int] = set()
 
     def rule(self, day: dt.date) -> DayRule | None:
         return self._days.get(day)
@@ -117,7 +128,18 @@ class WorkCalendar:
         rule = self._days.get(day)
         if rule is not None:
             return rule.is_working
+        if day.year not in self._covered:
+            self._beyond_known_data(day.year)
         return day.weekday() < 5
+
+    def _beyond_known_data(self, year: int) -> None:
+        self.uncovered_years_used.add(year)
+        if year not in _warned_years:
+            _warned_years.add(year)
+            log.warning(
+                "working-day calendar: no holiday arrangement for %s is loaded; counting "
+                "Monday-Friday only. Import the State Council notice (hotline calendar import "
+                "FILE, or POST /api/calendar/import) to make %s deadlines exact.", year, year)
 
     def next_working_day(self, day: dt.date) -> dt.date:
         """The first working day strictly after `day`."""
@@ -160,7 +182,10 @@ class WorkCalendar:
         return n
 
     def year_is_covered(self, year: int) -> bool:
-        return any(d.year == year for d in self._days)
+        return year in self._covered
+
+    def covered_years(self) -> list[int]:
+        return sorted(self._covered)
 
     def days_in_year(self, year: int) -> list[DayRule]:
         return sorted((r for d, r in self._days.items() if d.year == year), key=lambda r: r.day)

@@ -19,8 +19,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from panoramisk import Manager
@@ -97,6 +100,7 @@ class AmiClient:
         self.last_error: str | None = None
         self.events = 0
         self.last_resync: dict[str, Any] | None = None
+        self._listeners: list[EventHandler] = []
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -217,12 +221,21 @@ class AmiClient:
                 "seconds": round(time.monotonic() - started, 3),
             }
 
+    def add_listener(self, handler: EventHandler) -> None:
+        """Another consumer of every event (after `on_event`), e.g. the call originator."""
+        self._listeners.append(handler)
+
+    def remove_listener(self, handler: EventHandler) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(handler)
+
     def _dispatch(self, _manager: Any, message: Message) -> None:
         self.events += 1
-        try:
-            self._on_event(message)
-        except Exception:  # the brain logs its own problems; never kill the protocol
-            log.exception("AMI event handler failed for %s", message.get("Event"))
+        for handler in (self._on_event, *self._listeners):
+            try:
+                handler(message)
+            except Exception:  # consumers log their own problems; never kill the protocol
+                log.exception("AMI event handler failed for %s", message.get("Event"))
 
     def _set_logged_in(self, ok: bool) -> None:
         if self._logged_in is not None and not self._logged_in.done():
@@ -240,6 +253,151 @@ class AmiClient:
         if manager is not None:
             with contextlib.suppress(Exception):
                 manager.close()
+
+
+# ------------------------------------------------------------------------ calling out
+
+_DIGITS = re.compile(r"^\+?[0-9]{3,20}$")
+_EXTENSION = re.compile(r"^[0-9]{2,10}$")
+_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]{0,40}$")
+_VALUE = re.compile(r"^[^\r\n,|=]{0,200}$")
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """How a call placed by `CallOriginator` ended on the citizen's side.
+
+    `reference` is what `originate`/`call_citizen` returned; `answered` is True when the
+    citizen picked up; `status` is Asterisk's DIALSTATUS-like word (ANSWER, NOANSWER, BUSY,
+    CONGESTION, CHANUNAVAIL, FAILED); `variables` are the ones given when placing the call.
+    """
+
+    reference: str
+    answered: bool
+    status: str
+    variables: dict[str, str]
+
+
+OutcomeHandler = Callable[[CallOutcome], None]
+
+# OriginateResponse "Reason" codes (Asterisk's AST_CONTROL_*): what the first leg did.
+_ORIGINATE_REASONS = {"0": "FAILED", "1": "HANGUP", "3": "NOANSWER", "4": "ANSWER",
+                      "5": "BUSY", "8": "CONGESTION"}
+
+
+class CallOriginator:
+    """Places calls through AMI Originate (agent callbacks and the automated IVR callback).
+
+    - `originate(agent_extension, number, variables)`: the agent's phone rings first; when
+      the agent answers, the dialplan context `callout_context` dials the citizen through the
+      citizen-side trunk and bridges the two (DIALSTATUS is reported back with a UserEvent).
+    - `call_citizen(number, context, variables)`: the citizen's phone rings through the trunk;
+      when answered the call runs `context` (the automated IVR callback).
+
+    Both return at once with a reference (the first leg's channel uniqueid); how the citizen's
+    side ended is reported to `on_outcome` (a `CallOutcome`) from the AMI events, once per
+    call. Raises AmiError (worded for the desk) when AMI is down or refuses; ValueError on a
+    malformed number or extension, before anything is sent.
+    """
+
+    def __init__(self, client: AmiClient, *, trunk_endpoint: str, callout_context: str,
+                 on_outcome: OutcomeHandler | None = None, ring_timeout_s: int = 45) -> None:
+        self.client = client
+        self.trunk_endpoint = trunk_endpoint
+        self.callout_context = callout_context
+        self.on_outcome = on_outcome
+        self.ring_timeout_s = ring_timeout_s
+        # reference -> (kind, variables) for calls whose outcome is not known yet
+        self._pending: dict[str, tuple[str, dict[str, str]]] = {}
+        client.add_listener(self._on_event)
+
+    def close(self) -> None:
+        self.client.remove_listener(self._on_event)
+
+    @staticmethod
+    def _variables(variables: dict[str, str]) -> list[str]:
+        out = []
+        for key, value in variables.items():
+            if not _VARIABLE.match(key) or not _VALUE.match(value):
+                raise ValueError(f"channel variable {key!r} has an unsafe name or value")
+            out.append(f"{key}={value}")
+        return out
+
+    async def originate(self, agent_extension: str, number: str,
+                        variables: dict[str, str]) -> str:
+        if not _EXTENSION.match(agent_extension):
+            raise ValueError(f"{agent_extension!r} is not a phone extension")
+        if not _DIGITS.match(number):
+            raise ValueError(f"{number!r} is not a phone number that can be dialled")
+        reference = f"hotline-{uuid.uuid4().hex[:20]}"
+        await self._send(reference, "agent", variables, {
+            "Channel": f"PJSIP/{agent_extension}",
+            "Context": self.callout_context,
+            "Exten": number.lstrip("+"),
+            "Priority": "1",
+            "CallerID": f"12345 callback <{number.lstrip('+')}>",
+        })
+        return reference
+
+    async def call_citizen(self, number: str, context: str,
+                           variables: dict[str, str]) -> str:
+        if not _DIGITS.match(number):
+            raise ValueError(f"{number!r} is not a phone number that can be dialled")
+        reference = f"hotline-{uuid.uuid4().hex[:20]}"
+        await self._send(reference, "citizen", variables, {
+            "Channel": f"PJSIP/{number.lstrip('+')}@{self.trunk_endpoint}",
+            "Context": context,
+            "Exten": "s",
+            "Priority": "1",
+            "CallerID": "12345 <12345>",
+        })
+        return reference
+
+    async def _send(self, reference: str, kind: str, variables: dict[str, str],
+                    action: dict[str, Any]) -> None:
+        variables = {**variables, "HOTLINE_CALL_REF": reference}
+        self._pending[reference] = (kind, dict(variables))
+        try:
+            await self.client.action({
+                "Action": "Originate", **action, "Async": "true",
+                "Timeout": str(self.ring_timeout_s * 1000), "ChannelId": reference,
+                "ActionID": reference, "Variable": self._variables(variables),
+            })
+        except Exception:
+            self._pending.pop(reference, None)
+            raise
+
+    def _on_event(self, message: Message) -> None:
+        event = message.get("Event")
+        if event == "OriginateResponse":
+            reference = str(message.get("ActionID") or "")
+            pending = self._pending.get(reference)
+            if pending is None:
+                return
+            kind, variables = pending
+            reason = _ORIGINATE_REASONS.get(str(message.get("Reason")), "FAILED")
+            if message.get("Response") == "Success" and kind == "agent":
+                return  # the agent answered; the citizen's side reports with a UserEvent
+            self._pending.pop(reference, None)
+            if kind == "agent":  # the agent's phone did not answer: the citizen was not called
+                status = f"AGENT_{reason}"
+                answered = False
+            else:
+                status = "ANSWER" if message.get("Response") == "Success" else reason
+                answered = status == "ANSWER"
+            self._report(CallOutcome(reference, answered, status, variables))
+        elif event == "UserEvent" and message.get("UserEvent") == "HotlineCallout":
+            reference = str(message.get("Reference") or "")
+            pending = self._pending.pop(reference, None)
+            if pending is None:
+                return
+            status = str(message.get("DialStatus") or "FAILED").upper()
+            self._report(CallOutcome(reference, status == "ANSWER", status, pending[1]))
+
+    def _report(self, outcome: CallOutcome) -> None:
+        log.info("call %s ended: %s", outcome.reference, outcome.status)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
 
 
 class _ReplayTransport:

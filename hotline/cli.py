@@ -175,6 +175,53 @@ def kb_search(settings: Settings, text: tuple[str, ...], as_json: bool, limit: i
 
 
 @main.group()
+def calendar() -> None:
+    """The working-day calendar: public holidays and make-up working days."""
+
+
+@calendar.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.pass_obj
+def calendar_import(settings: Settings, file: Path) -> None:
+    """Import a year's arrangement: JSON [{"date", "is_working", "note"}] or CSV with the
+    header `date,is_working,note`. All rows or none."""
+    from cases.workcalendar import CalendarInputError, import_days
+
+    services = open_services(settings)
+    try:
+        with services.transaction() as session:
+            n = import_days(session, file.read_text(encoding="utf-8"))
+    except CalendarInputError as exc:
+        raise HotlineError(f"{file}: {exc} (nothing imported)") from None
+    finally:
+        services.close()
+    click.echo(f"imported {n} calendar days from {file}")
+
+
+@calendar.command("show")
+@click.argument("year", type=click.IntRange(2000, 2100))
+@click.pass_obj
+def calendar_show(settings: Settings, year: int) -> None:
+    """The year's holidays and make-up working days, and whether the year is covered."""
+    from cases.workcalendar import load_calendar
+
+    services = open_services(settings)
+    try:
+        with services.transaction() as session:
+            cal = load_calendar(session, settings.tz)
+    finally:
+        services.close()
+    if not cal.year_is_covered(year):
+        click.echo(f"{year}: NOT COVERED - no holiday arrangement loaded; deadlines count "
+                   "Monday-Friday only. Import the State Council notice with "
+                   "`hotline calendar import FILE`.")
+        return
+    for r in cal.days_in_year(year):
+        kind = "working" if r.is_working else "holiday"
+        click.echo(f"{r.day.isoformat()}  {kind:<8} {r.note or ''}  ({r.source})")
+
+
+@main.group()
 def user() -> None:
     """User accounts."""
 

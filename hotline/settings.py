@@ -41,6 +41,8 @@ class PbxSettings(BaseModel):
     http_port: int = 8088
     # Citizen-side SIP trunk, identified by source address.
     trunk_address: str = "127.0.0.1"
+    # Where calls to citizens (callbacks) are sent: the carrier's SIP port at trunk_address.
+    trunk_port: int = 5070
     agent_extensions: tuple[int, int] = (8001, 8020)
     # Name of this Asterisk instance inside the shared chroot (its config, sockets and logs
     # live in <chroot>/srv/hotline/<instance>); tests use their own so they never touch dev.

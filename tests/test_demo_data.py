@@ -295,3 +295,38 @@ def test_refuses_a_database_that_is_not_empty(seeded):
     session, _ = seeded
     with pytest.raises(DemoDataError, match="empty database"):
         seed_demo(session, today=TODAY, demo_password=PASSWORD)
+
+
+def test_lifecycle_counters_agree_with_the_trail(seeded):
+    """return_count, responsibility_fixed, satisfaction and callback tasks as the lifecycle
+    code would have left them, so the supervisors' lists and KPIs mean something."""
+    from cases.models import CallbackTaskStatus, CaseCallback
+    from cases.supervision import disputed_cases, review_cases
+
+    session, counts = seeded
+    events: dict[int, list[CaseEvent]] = defaultdict(list)
+    for e in session.scalars(select(CaseEvent).order_by(CaseEvent.id)):
+        events[e.case_id].append(e)
+    cases = session.scalars(select(Case)).all()
+    for case in cases:
+        trail = events[case.id]
+        assert case.return_count == sum(e.action == "return" for e in trail), case.number
+        assert case.responsibility_fixed == any(e.action == "coordinate" for e in trail)
+        if case.status == CaseStatus.UNDER_REVIEW:
+            assert case.satisfaction == Satisfaction.DISSATISFIED
+            assert trail[-1].action == "rate_dissatisfied"
+        for e in trail:
+            if e.action == "reopen":  # a reopen follows a dissatisfied callback's review
+                assert e.from_status == CaseStatus.UNDER_REVIEW, case.number
+    disputed = disputed_cases(session, limit=1000)
+    assert len(disputed) >= 3
+    assert all(c.return_count >= 2 and c.status == CaseStatus.RETURNED for c in disputed)
+    assert sum(c.responsibility_fixed for c in cases) >= 3
+    review = review_cases(session, limit=1000)
+    assert len(review) >= 3
+    tasks = {t.case_id: t for t in session.scalars(select(CaseCallback))}
+    assert counts["case_callbacks"] == len(tasks)
+    replied = [c for c in cases if c.status == CaseStatus.REPLIED]
+    assert replied and all(tasks[c.id].status == CallbackTaskStatus.OPEN for c in replied)
+    assert all(tasks[c.id].satisfaction == Satisfaction.DISSATISFIED for c in review)
+    assert set(tasks) == {c.id for c in replied} | {c.id for c in review}

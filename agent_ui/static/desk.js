@@ -371,6 +371,61 @@
       syncResolution();
     });
     $("case-form").addEventListener("submit", saveCase);
+    const recheck = debounce(checkDuplicates, 500);
+    for (const id of ["case-title", "case-description", "case-location", "case-phone"]) {
+      $(id).addEventListener("input", recheck);
+    }
+  }
+
+  // ------------------------------------------------------------------ duplicates (重复件)
+
+  function dupItem(d, mergeFrom) {
+    const li = el("li");
+    const link = el("a", d.number);
+    link.href = `/cases/${encodeURIComponent(d.number)}`;
+    link.target = "_blank";
+    li.appendChild(link);
+    li.appendChild(el("span", ` ${d.title} · ${d.status} · `));
+    const reasons = d.reasons.map((r) => t(`dup.${r}`));
+    li.appendChild(el("span", reasons.join(" / "), "muted"));
+    if (mergeFrom) {
+      const b = el("button", t("dup.merge"));
+      b.type = "button";
+      b.className = "dup-merge";
+      b.addEventListener("click", async () => {
+        b.disabled = true;
+        try {
+          await api("POST", `/api/cases/${encodeURIComponent(mergeFrom)}/merge`, { into: d.number });
+          li.appendChild(el("strong", ` ✓ ${d.number}`));
+          for (const other of document.querySelectorAll(".dup-merge")) other.disabled = true;
+        } catch (err) { li.appendChild(el("span", ` ${err.message}`, "error")); b.disabled = false; }
+      });
+      li.appendChild(b);
+    }
+    return li;
+  }
+
+  function showDuplicates(boxId, listId, dups, mergeFrom) {
+    const list = $(listId);
+    clear(list);
+    for (const d of dups || []) list.appendChild(dupItem(d, mergeFrom));
+    $(boxId).hidden = !(dups && dups.length);
+  }
+
+  async function checkDuplicates() {
+    const description = $("case-description").value.trim();
+    if (description.length < 4) { showDuplicates("dup-box", "dup-list", []); return; }
+    const opt = (v) => (v && v.trim() ? v.trim() : null);
+    const citizen = $("case-citizen-id").value;
+    try {
+      const dups = await api("POST", "/api/duplicates/check", {
+        title: $("case-title").value.trim(), description,
+        citizen_id: citizen ? Number(citizen) : null,
+        citizen_phone: citizen ? null : opt($("case-phone").value),
+        location_text: opt($("case-location").value),
+      });
+      showDuplicates("dup-box", "dup-list", dups);
+    } catch (_) { /* a suggestion only: filing goes on without it */ }
   }
 
   function syncResolution() {
@@ -418,6 +473,7 @@
     $("case-category-code").value = "";
     $("case-category-chosen").textContent = "";
     $("case-error").textContent = "";
+    showDuplicates("dup-box", "dup-list", []);
     $("case-contact-id").value = pop && pop.call.contact_id ? pop.call.contact_id : "";
     $("case-citizen-id").value = pop && pop.citizen ? pop.citizen.id : "";
     $("case-phone").value = pop && pop.call.caller && !pop.call.caller.includes("*")
@@ -458,6 +514,8 @@
       $("case-number").textContent = filed.case.number;
       $("case-saved-status").textContent =
         filed.status_label + (filed.department ? ` · ${filed.department}` : "");
+      showDuplicates("dup-saved-box", "dup-saved-list", filed.possible_duplicates,
+        filed.case.number);
     } catch (err) {
       $("case-error").textContent = err.message;
     } finally {

@@ -6,6 +6,7 @@
   const EN = {
     "brand": "12345 Citizen Service Hotline",
     "nav.desk": "Agent desk", "nav.kb": "KB editor", "nav.department": "Our cases",
+    "nav.supervision": "Supervision",
     "logout": "Sign out", "none": "None",
     "login.title": "Sign in", "login.username": "Username", "login.password": "Password",
     "login.submit": "Sign in",
@@ -24,6 +25,10 @@
     "case.location": "Location", "case.description": "Description",
     "case.answered": "Answered directly (consultation resolved)",
     "case.dispatch": "Dispatch to department", "case.answer": "Answer given",
+    "dup.title": "Possible duplicates (same caller, or nearby with similar text, last 30 days):",
+    "dup.after": "The new case may duplicate these; you can merge it:",
+    "dup.merge": "Merge into this", "dup.merged": "Merged into",
+    "dup.same_citizen": "same caller", "dup.nearby": "nearby", "dup.similar_text": "similar text",
     "case.save": "Save (Ctrl+S)", "case.saved": "Case saved. Number:", "case.trail": "Audit trail",
     "channel.phone": "Phone", "channel.sms": "SMS", "channel.web": "Web", "channel.wechat": "WeChat",
     "channel.weibo": "Weibo",
@@ -56,6 +61,8 @@
     "agent.available": "空闲", "agent.ringing": "振铃", "agent.on_call": "通话中",
     "agent.wrap_up": "话后整理", "agent.paused": "小休", "agent.unavailable": "话机离线",
     "agent.logged_out": "未签入",
+    "dup.merge": "合并到此工单", "dup.same_citizen": "同一来电人", "dup.nearby": "地点相近",
+    "dup.similar_text": "内容相似",
   };
   const defaults = new WeakMap();
   function lang() { return localStorage.getItem("hotline.lang") === "en" ? "en" : "zh"; }

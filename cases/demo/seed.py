@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session
 from cases.demo import places as P
 from cases.demo import templates as TPL
 from cases.models import (
+    CallbackTaskStatus,
     Case,
+    CaseCallback,
     CaseEvent,
     CaseNumberCounter,
     CaseType,
@@ -720,7 +722,8 @@ class _Seeder:
             return evs  # recorded, waiting for the dispatcher
         dispatcher = (agent_id, agent_name)
         # Sometimes the first department returns it (退单) and the hotline re-dispatches.
-        if stuck == "returned" or (not fast and rng.random() < 0.07):
+        if stuck in ("returned", "bounced", "coordinated") or (
+                not fast and rng.random() < 0.07):
             wrong = rng.choice([d for d in MISROUTES if d != p.department])
             evs.append(self._dispatch(disp, dispatcher, status, wrong))
             back = _into_office_hours(disp.astimezone(tz), rng) + dt.timedelta(
@@ -736,11 +739,35 @@ class _Seeder:
             sup = rng.choice(self.supervisors)
             disp = back.astimezone(dt.UTC) + dt.timedelta(minutes=rng.randint(15, 240))
             dispatcher = sup
+            if stuck in ("bounced", "coordinated"):
+                # 推诿: a second department returns it too, and the case lands on the
+                # supervisors' disputed list (return_count 2); some are already settled by
+                # coordination (协调), which fixes the responsible department.
+                second = rng.choice([d for d in MISROUTES if d not in (p.department, wrong)])
+                evs.append(self._dispatch(disp, dispatcher, status, second))
+                back2 = disp + dt.timedelta(minutes=rng.randint(30, 600))
+                who2 = self._dept_actor(second)
+                evs.append(Ev(back2, who2[0], who2[1], A.RETURN.value, S.DISPATCHED,
+                              S.RETURNED, comment=rng.choice(TPL.RETURN_REASONS).format(
+                                  other=self.dept_short[p.department]),
+                              data={"department": second}))
+                if stuck == "bounced":
+                    return evs
+                coordinated = back2 + dt.timedelta(hours=rng.uniform(2, 20))
+                evs.append(Ev(coordinated, sup[0], sup[1], A.COORDINATE.value, S.RETURNED,
+                              S.DISPATCHED,
+                              comment=f"经协调，由{self.dept_short[p.department]}负责办理。",
+                              data={"department": p.department,
+                                    "department_id": self.dept_id[p.department],
+                                    "responsibility_fixed": True}))
+                disp = coordinated
+                status = S.DISPATCHED
         # A reopened case goes round twice.
         rounds = 2 if stuck == "reopened" or rng.random() < 0.03 else 1
         satisfaction: Satisfaction | None = None
         for rnd in range(rounds):
-            evs.append(self._dispatch(disp, dispatcher, status, p.department))
+            if status != S.DISPATCHED:  # already dispatched by coordination
+                evs.append(self._dispatch(disp, dispatcher, status, p.department))
             sign = self._sign_time(disp, cat, fast)
             who = self._dept_actor(p.department)
             evs.append(Ev(sign, who[0], who[1], A.SIGN.value, S.DISPATCHED, S.SIGNED))
@@ -777,16 +804,26 @@ class _Seeder:
                     dt.timedelta(minutes=rng.randint(0, 300))
             callback = cb_local.astimezone(dt.UTC)
             caller = self._agent_at(cb_local)
-            if rnd < rounds - 1:
+            if rnd < rounds - 1 or stuck == "under_review":
+                # The callback finds the citizen dissatisfied (回访不满意); supervisors review
+                # it and, here, reopen it (重办) for the department's fault.
+                evs.append(Ev(callback, caller[0], caller[1], A.RATE_DISSATISFIED.value,
+                              S.REPLIED, S.UNDER_REVIEW, comment="来电人对办理结果不满意。",
+                              data={"reached": True,
+                                    "satisfaction": Satisfaction.DISSATISFIED.value}))
+                if stuck == "under_review":
+                    return evs
                 sup = rng.choice(self.supervisors)
-                evs.append(Ev(callback, sup[0], sup[1], A.REOPEN.value, S.REPLIED, S.REOPENED,
+                reviewed = callback + dt.timedelta(minutes=10)
+                evs.append(Ev(reviewed, sup[0], sup[1], A.REOPEN.value,
+                              S.UNDER_REVIEW, S.REOPENED,
                               comment=rng.choice(TPL.REOPEN_REASONS),
                               data={"satisfaction": Satisfaction.DISSATISFIED.value}))
                 status = S.REOPENED
                 if stuck == "reopened":
                     return evs
                 dispatcher = sup
-                disp = callback + dt.timedelta(minutes=rng.randint(20, 600))
+                disp = reviewed + dt.timedelta(minutes=rng.randint(20, 600))
                 continue
             if rng.random() < 0.85:
                 satisfaction = rng.choices(
@@ -809,6 +846,9 @@ class _Seeder:
             ("reopened", 2, 20, 0.05),
             ("extension", 3, 12, 0.08),
             ("signed", 8, 90, 0.025),
+            ("bounced", 0, 10, 0.15),
+            ("under_review", 4, 30, 0.06),
+            ("coordinated", 10, 200, 0.006),
         ]
         for fate, youngest, oldest, prob in fates:
             if youngest <= age <= oldest and rng.random() < prob:
@@ -1140,6 +1180,10 @@ class _Seeder:
             for kid, evs in zip(case_ids, all_events, strict=True) for e in evs
         ]
         self._insert(CaseEvent, ev_rows, returning=False)
+        callbacks = [row for kid, evs in zip(case_ids, all_events, strict=True)
+                     if (row := self._callback_row(kid, evs)) is not None]
+        self._insert(CaseCallback, callbacks, returning=False)
+        self.counts["case_callbacks"] = len(callbacks)
         self._insert(CaseNumberCounter, [
             {"day": day, "last_seq": seq} for day, seq in sorted(seqs.items())
         ], returning=False)
@@ -1151,10 +1195,33 @@ class _Seeder:
         self.counts["contacts_without_case"] = len(extra)
         self.counts["case_number_days"] = len(seqs)
 
+    def _callback_row(self, case_id: int, evs: list[Ev]) -> dict[str, Any] | None:
+        """The 回访 task of a case waiting for its callback (open) or for the supervisors'
+        review of a dissatisfied one (done), as cases.lifecycle.reply/record_callback leave
+        them. Closed cases' finished tasks are not generated (their trail has the rating)."""
+        last = evs[-1]
+        if last.to_status not in (S.REPLIED, S.UNDER_REVIEW):
+            return None
+        replied = next(e.at for e in reversed(evs) if e.action == A.REPLY.value)
+        row: dict[str, Any] = {
+            "case_id": case_id, "created_at": replied,
+            "due_at": add_working_days(replied.astimezone(self.tz), 1).astimezone(dt.UTC),
+            "status": CallbackTaskStatus.OPEN, "attempts": 0, "last_attempt_at": None,
+            "completed_at": None, "completed_by_id": None, "satisfaction": None, "note": None,
+        }
+        if last.to_status == S.UNDER_REVIEW:
+            row.update(status=CallbackTaskStatus.DONE, attempts=1, last_attempt_at=last.at,
+                       completed_at=last.at, completed_by_id=last.actor_id,
+                       satisfaction=Satisfaction.DISSATISFIED, note=last.comment)
+        return row
+
     def _case_row(self, p: CasePlan, evs: list[Ev]) -> dict[str, Any]:
         cat = self.cats[p.category]
         last = evs[-1]
-        dispatches = [e for e in evs if e.action == A.DISPATCH.value]
+        # Coordination (协调) dispatches too: to the department it fixes as responsible.
+        dispatches = [e for e in evs if e.action in (A.DISPATCH.value, A.COORDINATE.value)]
+        returns = sum(e.action == A.RETURN.value for e in evs)
+        fixed = any(e.action == A.COORDINATE.value for e in evs)
         signs = [e for e in evs if e.action == A.SIGN.value]
         replies = [e for e in evs if e.action == A.REPLY.value]
         dept = dispatches[-1].data["department"] if dispatches else p.department
@@ -1176,7 +1243,7 @@ class _Seeder:
         closed_at = last.at if last.to_status in (S.CLOSED, S.ANSWERED_DIRECTLY, S.MERGED) \
             else None
         satisfaction = None
-        if last.to_status == S.CLOSED and last.data.get("satisfaction"):
+        if last.to_status in (S.CLOSED, S.UNDER_REVIEW) and last.data.get("satisfaction"):
             satisfaction = Satisfaction(last.data["satisfaction"])
         reply_text = replies[-1].comment if replies else None
         if last.to_status == S.ANSWERED_DIRECTLY:
@@ -1198,6 +1265,9 @@ class _Seeder:
             "merged_into_id": None,
             "answered_directly": last.to_status == S.ANSWERED_DIRECTLY,
             "satisfaction": satisfaction, "reply_text": reply_text, "version": 1,
+            # As cases.lifecycle keeps them: every 退单 counts, coordination fixes the
+            # department for good.
+            "return_count": returns, "responsibility_fixed": fixed,
             "created_at": p.filed_at, "updated_at": last.at,
         }
 

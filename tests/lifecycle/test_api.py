@@ -258,21 +258,51 @@ def test_calendar_and_policy_administration(client, services, org):
     assert client.get("/api/policies", headers=roads).json()[0]["handle_limit_working_days"] == 2
 
 
-def test_callback_call_uses_the_originator(client, services, org):
-    agent = bearer(client, "agent01")
+def replied_case(services, org):
+    """A case the department has replied to: its callback task is open."""
+    from cases import lifecycle as lc
+
     number = new_case(services, org)
-    assert client.post(f"/api/cases/{number}/callback/call", headers=agent).status_code == 503
+    with services.transaction() as s:
+        case = lc.load_case(s, number)
+        lc.dispatch(s, case, org.roads, Actor.of(org.agent))
+        lc.sign(s, case, Actor.of(org.roads_staff))
+        lc.reply(s, case, Actor.of(org.roads_staff), "已修复")
+    return number
+
+
+def test_callback_call_uses_the_originator(client, services, org):
+    from cases.models import CaseCallback, CaseEvent
+
+    agent = bearer(client, "agent01")
+    filed = new_case(services, org)
+    number = replied_case(services, org)
+    # pbx.ami_enabled with no Asterisk listening: the real originator is registered but AMI
+    # is down. A clear 503, and the callback task is untouched.
+    from hotline.ami import CallOriginator
+    assert isinstance(client.app_ref.state.call_originator, CallOriginator)
+    r = client.post(f"/api/cases/{number}/callback/call", headers=agent)
+    assert r.status_code == 503 and "unchanged" in r.json()["detail"]
+    with services.transaction() as s:
+        task = s.scalar(select(CaseCallback))
+        assert task.status.value == "open" and task.attempts == 0
 
     class FakeOriginator:
         calls = []
 
         async def originate(self, agent_extension, number_, variables):
             self.calls.append((agent_extension, number_, variables))
-            return "Local/8001@agents-0001"
+            return "hotline-ref-1"
 
     fake = FakeOriginator()
     client.app_ref.state.call_originator = fake
+    # Only a case waiting for its callback is called.
+    assert client.post(f"/api/cases/{filed}/callback/call", headers=agent).status_code == 422
     r = client.post(f"/api/cases/{number}/callback/call", headers=agent)
-    assert r.status_code == 200 and r.json()["reference"].startswith("Local/")
+    assert r.status_code == 200 and r.json()["reference"] == "hotline-ref-1"
     assert fake.calls == [("8001", "13800138000",
-                           {"HOTLINE_CASE": number, "HOTLINE_PURPOSE": "callback"})]
+                           {"HOTLINE_CASE": number, "HOTLINE_PURPOSE": "callback",
+                            "HOTLINE_USER_ID": str(org.agent.id)})]
+    with services.transaction() as s:
+        placed = s.scalar(select(CaseEvent).where(CaseEvent.action == "callback_call"))
+        assert placed.data == {"purpose": "callback", "reference": "hotline-ref-1"}
