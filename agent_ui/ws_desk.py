@@ -7,7 +7,8 @@ The protocol is documented, with its version, in docs/ws.md.
 
 Bus events consumed: `agent_called` (the agent's phone rings) and `agent_connected` (answered)
 → a `screen_pop` to that agent's desks; `transcript_segment` → `transcript` and refreshed
-`suggestions` to the desk showing that contact; `kb_published` / `kb_retired` → `kb_update`
+`suggestions` to the desk showing that contact; `transcription_status` → `transcription_status`
+(running / interrupted for that contact, off for every desk); `kb_published` / `kb_retired` → `kb_update`
 to every desk; the queue brain's `agent_state_changed`, `agent_completed`, ... for an
 extension → `agent_event` to that agent.
 """
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 POP_EVENTS = ("agent_called", "agent_ringing", "agent_connected")
 KB_EVENTS = ("kb_published", "kb_retired")
 TRANSCRIPT_EVENT = "transcript_segment"
+STATUS_EVENT = "transcription_status"  # running / interrupted / off
 # The queue brain's (hotline/queue_brain.py) events about one agent, forwarded to their desk.
 AGENT_EVENTS = ("agent_state_changed", "agent_completed", "agent_ring_no_answer",
                 "agent_paused", "agent_unpaused")
@@ -81,6 +83,7 @@ class DeskHub:
         for name in KB_EVENTS:
             bus.subscribe(name, self.on_kb_event)
         bus.subscribe(TRANSCRIPT_EVENT, self.on_transcript)
+        bus.subscribe(STATUS_EVENT, self.on_transcription_status)
         for name in AGENT_EVENTS:
             bus.subscribe(name, self.on_agent_event)
 
@@ -144,16 +147,42 @@ class DeskHub:
         }
         await asyncio.gather(*(c.send(message) for c in list(self.connections)))
 
+    def _showing(self, contact_id: Any) -> list[DeskConnection]:
+        """The desks showing this contact. Transcription events carry the contact id as a
+        string (it crosses processes as a tap's label); pops carry it as an int."""
+        if contact_id is None or contact_id == "":
+            return []
+        key = str(contact_id)
+        return [c for c in self.connections
+                if c.contact_id is not None and str(c.contact_id) == key]
+
+    async def on_transcription_status(self, event: Event) -> None:
+        state = event.get("state")
+        if event.get("contact_id") is None:  # service-wide: "off" (no model)
+            targets = list(self.connections)
+        else:
+            targets = self._showing(event.get("contact_id"))
+        message = {
+            "v": PROTOCOL_VERSION, "type": "transcription_status",
+            "contact_id": targets[0].contact_id if targets and event.get("contact_id") else None,
+            "state": state, "reason": str(event.get("reason") or "")[:200],
+        }
+        for conn in targets:
+            await conn.send(message)
+
     async def on_transcript(self, event: Event) -> None:
-        contact_id = event.get("contact_id")
         text = str(event.get("text") or "")
-        targets = [c for c in self.connections if c.contact_id == contact_id and contact_id]
+        targets = self._showing(event.get("contact_id"))
         if not targets or not text:
             return
+        contact_id = targets[0].contact_id
         final = bool(event.get("final"))
+        speaker = event.get("speaker")
         segment = {
             "v": PROTOCOL_VERSION, "type": "transcript", "contact_id": contact_id,
-            "speaker": event.get("speaker"), "text": text, "final": final,
+            "speaker": speaker if speaker in ("caller", "agent") else None, "text": text,
+            "final": final, "start": event.get("start"), "end": event.get("end"),
+            "delayed": bool(event.get("delayed")),
         }
         for conn in targets:
             await conn.send(segment)

@@ -111,6 +111,27 @@ class TapController:
             await self._interrupted(contact_id, f"tap not started: {reply.get('Message')}")
         return tap_id
 
+    def tapped(self, contact_id: str | int) -> bool:
+        return str(contact_id) in self._contacts
+
+    async def retap(self, contact_id: str | int, speaker: Speaker, channel: str) -> str:
+        """Follow one party to another channel (a transfer): end that party's tap, as a
+        normal end (no "interrupted"), and tap `channel` instead."""
+        contact_id = str(contact_id)
+        state = self._contacts.setdefault(contact_id, _Contact())
+        for tap_id, tap in list(state.taps.items()):
+            if tap.speaker != speaker:
+                continue
+            state.gone_channels.add(tap.channel)
+            del state.taps[tap_id]
+            if tap.tap_channel:
+                try:
+                    await self.ami.action("Hangup", Channel=tap.tap_channel)
+                except Exception as exc:  # already gone with its party
+                    log.debug("tap %s hang-up: %s", tap_id, exc)
+        state.gone_channels.discard(channel)
+        return await self._originate(contact_id, speaker, channel)
+
     async def stop_taps(self, contact_id: str | int) -> None:
         contact_id = str(contact_id)
         state = self._contacts.pop(contact_id, None)

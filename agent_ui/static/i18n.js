@@ -48,6 +48,9 @@
     "agent.available": "available", "agent.ringing": "ringing", "agent.on_call": "on a call",
     "agent.wrap_up": "wrap-up", "agent.paused": "paused", "agent.unavailable": "phone offline",
     "agent.logged_out": "logged out",
+    "tr.caller": "Caller", "tr.agent": "Agent", "tr.unknown": "?",
+    "tr.running": "transcribing", "tr.interrupted": "transcription interrupted",
+    "tr.off": "transcription off", "tr.insert": "Insert ticked lines into the description",
   };
   const ZH = {
     "ws.open": "在线", "ws.closed": "重连中", "pop.unknown": "未知来电", "pop.ringing": "振铃",
@@ -56,6 +59,8 @@
     "agent.available": "空闲", "agent.ringing": "振铃", "agent.on_call": "通话中",
     "agent.wrap_up": "话后整理", "agent.paused": "小休", "agent.unavailable": "话机离线",
     "agent.logged_out": "未签入",
+    "tr.caller": "市民", "tr.agent": "坐席", "tr.unknown": "？", "tr.running": "转写中",
+    "tr.interrupted": "转写已中断", "tr.off": "转写未启用",
   };
   const defaults = new WeakMap();
   function lang() { return localStorage.getItem("hotline.lang") === "en" ? "en" : "zh"; }
