@@ -25,6 +25,7 @@
     "case.answered": "Answered directly (consultation resolved)",
     "case.dispatch": "Dispatch to department", "case.answer": "Answer given",
     "case.save": "Save (Ctrl+S)", "case.saved": "Case saved. Number:", "case.trail": "Audit trail",
+    "case.transcript": "Call transcript",
     "channel.phone": "Phone", "channel.sms": "SMS", "channel.web": "Web", "channel.wechat": "WeChat",
     "channel.weibo": "Weibo",
     "type.consultation": "Consultation", "type.complaint": "Complaint", "type.report": "Report",
