@@ -44,6 +44,7 @@ AGENT_EVENTS = ("agent_state_changed", "agent_completed", "agent_ring_no_answer"
                 "agent_paused", "agent_unpaused")
 MAX_CLIENT_MESSAGE = 4096
 INDEX_CHECK_S = 5.0
+MAX_REMEMBERED_STATUSES = 1000
 
 
 @dataclass(eq=False)
@@ -75,6 +76,7 @@ class DeskHub:
         self.pops_sent = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._index_checked = 0.0
+        self._statuses: dict[str, dict[str, Any]] = {}  # contact id -> last status
 
     def subscribe(self) -> None:
         bus = self.services.bus
@@ -122,6 +124,12 @@ class DeskHub:
             conn.transcript = []
             await conn.send(pop)
         self.pops_sent += 1
+        # Taps start as the agent answers, often before this pop is built: the status
+        # that came first is sent now.
+        status = self._statuses.get(str(pop["call"]["contact_id"]))
+        if status is not None:
+            for conn in targets:
+                await conn.send({**status, "contact_id": conn.contact_id})
 
     def _build_pop(self, call: CallInfo, show_numbers: bool) -> dict[str, Any]:
         # The index catches up with the KB revision at most every few seconds here (and at
@@ -158,6 +166,12 @@ class DeskHub:
 
     async def on_transcription_status(self, event: Event) -> None:
         state = event.get("state")
+        if event.get("contact_id") is not None:
+            self._statuses[str(event["contact_id"])] = {
+                "v": PROTOCOL_VERSION, "type": "transcription_status", "state": state,
+                "reason": str(event.get("reason") or "")[:200]}
+            while len(self._statuses) > MAX_REMEMBERED_STATUSES:
+                self._statuses.pop(next(iter(self._statuses)))
         if event.get("contact_id") is None:  # service-wide: "off" (no model)
             targets = list(self.connections)
         else:

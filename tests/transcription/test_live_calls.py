@@ -332,3 +332,142 @@ async def test_killed_worker_leaves_the_call_up_reports_interrupted_and_next_cal
                 worker.kill()
         await taps.close()
         await bus.stop()
+
+
+def _desk_socket(server_url: str, username: str) -> tuple[Any, list[tuple[float, dict[str, Any]]]]:
+    """agent `username`'s desk websocket, read in a thread: (socket, [(when, message)])."""
+    import json
+    import threading
+
+    import httpx
+    from websockets.sync.client import connect
+
+    from tests.factories import PASSWORD
+
+    r = httpx.post(f"{server_url}/api/auth/login",
+                   json={"username": username, "password": PASSWORD})
+    r.raise_for_status()
+    cookie = "; ".join(f"{k}={v}" for k, v in r.cookies.items())
+    ws = connect(server_url.replace("http", "ws") + "/ws/desk",
+                 additional_headers={"Cookie": cookie, "Origin": server_url})
+    got: list[tuple[float, dict[str, Any]]] = []
+
+    def read() -> None:
+        try:
+            for raw in ws:
+                got.append((time.monotonic(), json.loads(raw)))
+        except Exception:
+            pass
+
+    threading.Thread(target=read, daemon=True, name="desk-socket").start()
+    return ws, got
+
+
+def test_answered_queue_call_is_tapped_by_the_service_and_reaches_the_desk(
+        tr_pbx: DevPbx, caller_audio: tuple[Path, bytes], vosk_model: Any,
+        settings: Settings, services: Any) -> None:
+    """No test code starts a tap: the web service's queue brain sees AgentConnect, its
+    CallTapper originates the taps, the transcription service (same process, same bus, as
+    `hotline serve` + an in-process worker) decodes them, and agent 8008's desk websocket
+    shows caller-labelled segments while the call is up. After hang-up the taps are gone."""
+    import asyncio as aio
+
+    from sqlalchemy import select
+
+    from cases.models import TranscriptSegment, User
+    from hotline.services import Services
+    from tests.desk.conftest import start_live_server
+    from tests.factories import make_org
+    from transcription.vosk_engine import VoskBackend
+
+    ext = "8008"
+    with services.session_factory() as s:
+        make_org(s)
+        agent = s.scalar(select(User).where(User.username == "agent01"))
+        assert agent is not None
+        agent.extension = ext
+        s.commit()
+    app_settings = tr_pbx.settings.model_copy(update={"database_url": settings.database_url})
+    app_services = Services.build(app_settings)
+    server, stop_server = start_live_server(app_settings, app_services)
+    backend = VoskBackend(Path("bundled"), workers=2, model=vosk_model)
+    service = TranscriptionService(app_settings, app_services.bus, app_services.session_factory,
+                                   backend=backend)
+    received = bytearray()
+
+    def run(coro: Any, wait_s: float = 30) -> Any:
+        return aio.run_coroutine_threadsafe(coro, server.loop).result(wait_s)
+
+    run(service.start())
+    assert service.server is not None
+    transcribe = service.server.handler
+
+    async def tee(stream: Any) -> None:  # what the caller's tap delivered, for the check
+        if stream.meta.speaker == "caller":
+            orig = stream.put
+
+            def put(pcm: bytes) -> None:
+                received.extend(pcm)
+                orig(pcm)
+
+            stream.put = put
+        await transcribe(stream)
+
+    service.server.handler = tee
+    ws, got = _desk_socket(server.url, "agent01")
+    wav, pcm = caller_audio
+    try:
+        call_tapper = server.app.state.call_tapper
+        assert call_tapper is not None, "the web service started no CallTapper"
+        _wait_sync(lambda: call_tapper.taps.ami.connected, "the taps' AMI link", 20)
+        agent_phone, call = _call(tr_pbx, wav, len(pcm) / 16000, ext)
+        call_result, agent_result = _end_call(tr_pbx, agent_phone, call, ext)
+        call_ended = time.monotonic()
+        # Taps are gone after hang-up (ChanSpy E, and stop_taps on the caller's hang-up).
+        _wait_sync(lambda: not [c for c in tr_pbx.cli("core show channels concise")
+                                .splitlines() if c.startswith("AudioSocket/")],
+                   "no tap channels left", 15)
+        _wait_sync(lambda: not call_tapper.calls, "the CallTapper forgot the call", 10)
+        time.sleep(1.0)
+    finally:
+        ws.close()
+        run(service.stop())
+        stop_server()
+        app_services.close()
+    assert call_result.ok, call_result.describe()
+    assert agent_result.ok, agent_result.describe()
+    pops = [m for _, m in got if m["type"] == "screen_pop"]
+    assert pops and pops[-1]["call"]["state"] == "connected", [m["type"] for _, m in got]
+    contact_id = pops[-1]["call"]["contact_id"]
+    assert contact_id
+    lines = [(at, m) for at, m in got if m["type"] == "transcript"]
+    assert lines, [m for _, m in got if m["type"] != "kb_update"]
+    assert all(m["contact_id"] == contact_id for _, m in lines)
+    # While the call was up: partials and finals, labelled caller.
+    assert any(at < call_ended and not m["final"] for at, m in lines)
+    assert any(at < call_ended and m["final"] and m["speaker"] == "caller" for at, m in lines)
+    # Only the caller spoke (the agent's phone sent a quiet line): no agent speech.
+    assert {m["speaker"] for _, m in lines} == {"caller"}
+    assert any(m["type"] == "suggestions" for _, m in got)
+    statuses = [m["state"] for _, m in got if m["type"] == "transcription_status"]
+    assert "running" in statuses and "interrupted" not in statuses, statuses
+    live = " ".join(m["text"] for _, m in lines if m["final"])
+    # The live transcript is what an offline decode of the delivered audio gives.
+    offline = _reference(vosk_model, bytes(received), app_settings.transcription)
+    assert word_agreement(offline, live) >= 0.9, (offline, live)
+    # Finals are stored with the call's contact.
+    with services.session_factory() as s:
+        stored = s.scalars(select(TranscriptSegment).where(
+            TranscriptSegment.contact_id == contact_id)).all()
+    assert " ".join(seg.text for seg in stored) == live
+    assert {seg.speaker for seg in stored} == {"caller"}
+
+
+def _wait_sync(pred: Any, what: str, wait_s: float) -> Any:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {wait_s} s waiting for {what}")
