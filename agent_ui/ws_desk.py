@@ -7,10 +7,10 @@ The protocol is documented, with its version, in docs/ws.md.
 
 Bus events consumed: `agent_called` (the agent's phone rings) and `agent_connected` (answered)
 → a `screen_pop` to that agent's desks; `transcript_segment` → `transcript` and refreshed
-`suggestions` to the desk showing that contact; `transcription_status` → `transcription_status`
-(running / interrupted for that contact, off for every desk); `kb_published` / `kb_retired` → `kb_update`
-to every desk; the queue brain's `agent_state_changed`, `agent_completed`, ... for an
-extension → `agent_event` to that agent.
+`suggestions` to the desk showing that contact; `transcription_status` → the same type
+(running / interrupted for that contact, off for every desk); `kb_published` /
+`kb_retired` → `kb_update` to every desk; the queue brain's `agent_state_changed`,
+`agent_completed`, ... for an extension → `agent_event` to that agent.
 """
 
 from __future__ import annotations

@@ -336,6 +336,7 @@ async def test_killed_worker_leaves_the_call_up_reports_interrupted_and_next_cal
 
 def _desk_socket(server_url: str, username: str) -> tuple[Any, list[tuple[float, dict[str, Any]]]]:
     """agent `username`'s desk websocket, read in a thread: (socket, [(when, message)])."""
+    import contextlib
     import json
     import threading
 
@@ -353,11 +354,9 @@ def _desk_socket(server_url: str, username: str) -> tuple[Any, list[tuple[float,
     got: list[tuple[float, dict[str, Any]]] = []
 
     def read() -> None:
-        try:
+        with contextlib.suppress(Exception):  # closed at the end of the test
             for raw in ws:
                 got.append((time.monotonic(), json.loads(raw)))
-        except Exception:
-            pass
 
     threading.Thread(target=read, daemon=True, name="desk-socket").start()
     return ws, got
