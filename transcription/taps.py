@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 TAP_CONTEXT = "tap"
 TAP_VARIABLE = "TAP"
 INTERRUPT_GRACE_S = 0.7  # the spied channel's own Hangup event may follow the tap's
+RESUME_POLL_S = 1.0  # after "interrupted": how often to look for the service coming back
 
 
 @dataclass
@@ -48,6 +50,9 @@ class _Contact:
     taps: dict[str, _Tap] = field(default_factory=dict)
     gone_channels: set[str] = field(default_factory=set)
     interrupted: bool = False
+    parties: dict[str, str] = field(default_factory=dict)  # speaker -> channel now tapped
+    started_at: float = field(default_factory=time.monotonic)
+    resuming: bool = False
 
 
 class TapController:
@@ -95,10 +100,14 @@ class TapController:
         t = self.settings.transcription
         tap_id = str(uuid.uuid4())
         tap = _Tap(tap_id, contact_id, speaker, channel)
-        self._contacts[contact_id].taps[tap_id] = tap
+        state = self._contacts[contact_id]
+        state.taps[tap_id] = tap
+        state.parties[speaker] = channel
         self._by_tap[tap_id] = tap
+        offset_ms = int((time.monotonic() - state.started_at) * 1000)
         await self.bus.publish(make_event("transcription_tap", tap_id=tap_id,
-                                          contact_id=contact_id, speaker=speaker))
+                                          contact_id=contact_id, speaker=speaker,
+                                          offset_ms=offset_ms))
         reply = await self.ami.action(
             "Originate",
             Channel=f"AudioSocket/{t.audiosocket_host}:{t.audiosocket_port}/{tap_id}",
@@ -193,3 +202,43 @@ class TapController:
         log.warning("transcription interrupted for contact %s: %s", contact_id, reason)
         await self.bus.publish(make_event("transcription_status", contact_id=contact_id,
                                           state="interrupted", reason=reason))
+        if state is not None and not state.resuming:
+            state.resuming = True
+            self._spawn(self._resume_when_back(contact_id))
+
+    async def _resume_when_back(self, contact_id: str) -> None:
+        """Once the transcription service listens again, tap the parties still on the call
+        anew (the service says "running" when the new taps' audio arrives). Gives up when
+        the call's taps are stopped."""
+        try:
+            while True:
+                await asyncio.sleep(RESUME_POLL_S)
+                state = self._contacts.get(contact_id)
+                if state is None or not state.interrupted:
+                    return
+                if not await self._service_listening():
+                    continue
+                alive = [(speaker, channel) for speaker, channel in state.parties.items()
+                         if channel not in state.gone_channels
+                         and await self._channel_alive(channel)]
+                if not alive:
+                    return
+                state.interrupted = False
+                log.info("transcription service is back: re-tapping contact %s", contact_id)
+                for speaker, channel in alive:
+                    await self.retap(contact_id, speaker, channel)  # type: ignore[arg-type]
+                return
+        finally:
+            state = self._contacts.get(contact_id)
+            if state is not None:
+                state.resuming = False
+
+    async def _service_listening(self) -> bool:
+        t = self.settings.transcription
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(t.audiosocket_host, t.audiosocket_port), 1.0)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True

@@ -118,8 +118,11 @@ def _agent_sending_silence(settings: Settings, ext: str, talk_ms: int, wav: Path
     return sipp.AgentPhone(extension=ext, port=port, uas=uas)
 
 
-def _call(pbx: DevPbx, wav: Path, audio_s: float, ext: str, lead_ms: int = 8000):
-    """A citizen call that reaches agent `ext`, then streams `wav` `lead_ms` after answer."""
+def _call(pbx: DevPbx, wav: Path, audio_s: float, ext: str, lead_ms: int = 8000,
+          loops: int = 1):
+    """A citizen call that reaches agent `ext`, then streams `wav` (`loops` times)
+    `lead_ms` after answer."""
+    audio_s *= loops
     settings = pbx.settings
     # The agent hangs up once the caller has spoken; the caller then waits for the PBX
     # (the survey, whose AGI is not running here, then hang-up).
@@ -127,7 +130,7 @@ def _call(pbx: DevPbx, wav: Path, audio_s: float, ext: str, lead_ms: int = 8000)
                                    wav=wav.with_name("agent-silence.wav"))
     pbx.cli(f"queue add member PJSIP/{ext} to {dialplan.QUEUE_CONSULTATION}")
     steps = [sipp.pause(lead_ms),
-             f'  <nop><action><exec rtp_stream="{wav},1,0"/></action></nop>',
+             f'  <nop><action><exec rtp_stream="{wav},{loops},0"/></action></nop>',
              sipp.pause(int(audio_s * 1000))]
     call = sipp.citizen_call(settings, caller="13800000077", steps=steps, ending="pbx",
                              bye_timeout_ms=60000)
@@ -470,3 +473,66 @@ def _wait_sync(pred: Any, what: str, wait_s: float) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {wait_s} s waiting for {what}")
+
+
+async def test_call_transcription_resumes_when_the_killed_worker_comes_back(
+        tr_pbx: DevPbx, caller_audio: tuple[Path, bytes]) -> None:
+    """Kill the worker mid-call and start it again while the call is still up: the desk
+    is told "interrupted", then the TapController re-taps the parties and the same call's
+    transcript goes on ("running" again, new caller finals, later in the call)."""
+    settings = tr_pbx.settings
+    wav, pcm = caller_audio
+    bus = make_bus(REDIS_URL)
+    await bus.start()
+    events: list[tuple[float, dict[str, Any]]] = []
+    for name in ("transcript_segment", "transcription_status", "transcription_tap"):
+        bus.subscribe(name, lambda e: events.append((time.monotonic(), e)))
+    taps = TapController(settings, bus, ami_secret=ami_secret(settings))
+    await taps.start()
+    worker = _start_worker(settings)
+    contact = f"resume-{uuid.uuid4()}"
+
+    def mine(kind: str, **match: Any) -> list[tuple[float, dict[str, Any]]]:
+        return [(at, e) for at, e in events if e["type"] == kind and e.get("contact_id")
+                == contact and all(e.get(k) == v for k, v in match.items())]
+
+    try:
+        agent, call = _call(tr_pbx, wav, len(pcm) / 16000, "8009", lead_ms=3000, loops=6)
+        caller_chan, agent_chan = await asyncio.to_thread(_connected_call, tr_pbx, "8009")
+        await asyncio.sleep(0.5)  # the Redis listener is subscribed
+        await taps.start_taps(contact, caller_chan, agent_chan)
+        await _wait(lambda: mine("transcript_segment", final=True), "a first final", 40)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        killed_at = time.monotonic()
+        await _wait(lambda: mine("transcription_status", state="interrupted"),
+                    "interrupted status", 10)
+        worker = _start_worker(settings)
+        await _wait(lambda: [1 for at, _ in mine("transcription_status", state="running")
+                             if at > killed_at], "running again", 30)
+        await _wait(lambda: [1 for at, e in mine("transcript_segment", final=True,
+                                                 speaker="caller") if at > killed_at],
+                    "a caller final after the restart", 40)
+        names = [c[0] for c in await asyncio.to_thread(_channels, tr_pbx)]
+        assert caller_chan in names, "the call must still be up"
+        call_result, agent_result = await asyncio.to_thread(_end_call, tr_pbx, agent, call,
+                                                            "8009")
+        assert call_result.ok, call_result.describe()
+        assert agent_result.ok, agent_result.describe()
+    finally:
+        await taps.stop_taps(contact)
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        await taps.close()
+        await bus.stop()
+    announced = [e for _, e in mine("transcription_tap")]
+    assert [e["speaker"] for e in announced] == ["caller", "agent", "caller", "agent"]
+    assert announced[2]["offset_ms"] > 1000
+    after = [e for at, e in mine("transcript_segment", final=True) if at > killed_at]
+    assert {e["speaker"] for e in after if e["text"]} == {"caller"}
+    # Times run on from the call's start across the re-tap.
+    assert min(e["start"] for e in after) >= announced[2]["offset_ms"]

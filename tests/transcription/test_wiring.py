@@ -96,3 +96,41 @@ async def test_events_without_contact_or_channel_are_skipped(monkeypatch: Any) -
     await bus.publish(make_event("agent_completed", contact_id=99, hangup_side="agent"))
     assert _spied(ami) == []
     await tapper.stop()
+
+
+async def test_interrupted_call_is_retapped_when_the_service_listens_again(
+        monkeypatch: Any) -> None:
+    monkeypatch.setattr(taps_mod, "INTERRUPT_GRACE_S", 0.01)
+    monkeypatch.setattr(taps_mod, "RESUME_POLL_S", 0.05)
+    from tests.pbx.sipp import free_port
+
+    port = free_port("tcp")
+    settings = Settings(env="test", transcription=TranscriptionSettings(audiosocket_port=port))
+    bus = InProcessBus()
+    seen: list[dict[str, Any]] = []
+    bus.subscribe("transcription_tap", seen.append)
+    bus.subscribe("transcription_status", seen.append)
+    ami = FakeAmi()
+    ami.alive = {CALLER, AGENT}
+    ctl = TapController(settings, bus, ami=ami)  # type: ignore[arg-type]
+    caller_tap, agent_tap = await ctl.start_taps("c9", CALLER, AGENT)
+    # The worker dies: both taps hang up while both parties are on the call.
+    ctl._on_event({"Event": "Hangup", "Uniqueid": caller_tap, "Channel": "AudioSocket/a"})
+    ctl._on_event({"Event": "Hangup", "Uniqueid": agent_tap, "Channel": "AudioSocket/b"})
+    await asyncio.sleep(0.3)
+    assert [e["state"] for e in seen if e["type"] == "transcription_status"] == ["interrupted"]
+    assert len(_spied(ami)) == 2  # nothing listens yet: no new taps
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    try:
+        for _ in range(40):
+            if len(_spied(ami)) == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert _spied(ami) == [CALLER, AGENT, CALLER, AGENT]
+        taps = [e for e in seen if e["type"] == "transcription_tap"]
+        assert [e["speaker"] for e in taps] == ["caller", "agent", "caller", "agent"]
+        assert taps[2]["offset_ms"] >= 300  # the resumed taps start later in the call
+    finally:
+        server.close()
+        await server.wait_closed()
+    await ctl.stop_taps("c9")
