@@ -34,6 +34,7 @@ TAP_CONTEXT = "tap"
 TAP_VARIABLE = "TAP"
 INTERRUPT_GRACE_S = 0.7  # the spied channel's own Hangup event may follow the tap's
 RESUME_POLL_S = 1.0  # after "interrupted": how often to look for the service coming back
+MAX_RESUMES = 3  # per call: a tap that keeps failing must not be re-originated forever
 
 
 @dataclass
@@ -53,6 +54,7 @@ class _Contact:
     parties: dict[str, str] = field(default_factory=dict)  # speaker -> channel now tapped
     started_at: float = field(default_factory=time.monotonic)
     resuming: bool = False
+    resumes: int = 0
 
 
 class TapController:
@@ -202,8 +204,9 @@ class TapController:
         log.warning("transcription interrupted for contact %s: %s", contact_id, reason)
         await self.bus.publish(make_event("transcription_status", contact_id=contact_id,
                                           state="interrupted", reason=reason))
-        if state is not None and not state.resuming:
+        if state is not None and not state.resuming and state.resumes < MAX_RESUMES:
             state.resuming = True
+            state.resumes += 1
             self._spawn(self._resume_when_back(contact_id))
 
     async def _resume_when_back(self, contact_id: str) -> None:

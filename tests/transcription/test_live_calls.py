@@ -4,6 +4,8 @@ originated over AMI by the TapController, ChanSpy into chan_audiosocket, Vosk.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -339,7 +341,6 @@ async def test_killed_worker_leaves_the_call_up_reports_interrupted_and_next_cal
 
 def _desk_socket(server_url: str, username: str) -> tuple[Any, list[tuple[float, dict[str, Any]]]]:
     """agent `username`'s desk websocket, read in a thread: (socket, [(when, message)])."""
-    import contextlib
     import json
     import threading
 
@@ -365,24 +366,35 @@ def _desk_socket(server_url: str, username: str) -> tuple[Any, list[tuple[float,
     return ws, got
 
 
-def test_answered_queue_call_is_tapped_by_the_service_and_reaches_the_desk(
-        tr_pbx: DevPbx, caller_audio: tuple[Path, bytes], vosk_model: Any,
-        settings: Settings, services: Any) -> None:
-    """No test code starts a tap: the web service's queue brain sees AgentConnect, its
-    CallTapper originates the taps, the transcription service (same process, same bus, as
-    `hotline serve` + an in-process worker) decodes them, and agent 8008's desk websocket
-    shows caller-labelled segments while the call is up. After hang-up the taps are gone."""
+@dataclasses.dataclass
+class Serving:
+    """The web service (queue brain + CallTapper) with an in-process transcription service
+    on its bus, and agent01's desk socket."""
+
+    server: Any
+    service: TranscriptionService
+    got: list[tuple[float, dict[str, Any]]]
+    received: bytearray  # what the caller's taps delivered
+    bus_events: list[dict[str, Any]]
+
+    @property
+    def call_tapper(self) -> Any:
+        return self.server.app.state.call_tapper
+
+
+@contextlib.contextmanager
+def _serving(tr_pbx: DevPbx, settings: Settings, services: Any, vosk_model: Any,
+             ext: str) -> Iterator[Serving]:
     import asyncio as aio
 
     from sqlalchemy import select
 
-    from cases.models import TranscriptSegment, User
+    from cases.models import User
     from hotline.services import Services
     from tests.desk.conftest import start_live_server
     from tests.factories import make_org
     from transcription.vosk_engine import VoskBackend
 
-    ext = "8008"
     with services.session_factory() as s:
         make_org(s)
         agent = s.scalar(select(User).where(User.username == "agent01"))
@@ -396,6 +408,10 @@ def test_answered_queue_call_is_tapped_by_the_service_and_reaches_the_desk(
     service = TranscriptionService(app_settings, app_services.bus, app_services.session_factory,
                                    backend=backend)
     received = bytearray()
+    bus_events: list[dict[str, Any]] = []
+    for name in ("transcription_tap", "transcription_status", "bridge_enter",
+                 "agent_completed"):
+        app_services.bus.subscribe(name, bus_events.append)
 
     def run(coro: Any, wait_s: float = 30) -> Any:
         return aio.run_coroutine_threadsafe(coro, server.loop).result(wait_s)
@@ -417,25 +433,45 @@ def test_answered_queue_call_is_tapped_by_the_service_and_reaches_the_desk(
 
     service.server.handler = tee
     ws, got = _desk_socket(server.url, "agent01")
-    wav, pcm = caller_audio
     try:
-        call_tapper = server.app.state.call_tapper
-        assert call_tapper is not None, "the web service started no CallTapper"
-        _wait_sync(lambda: call_tapper.taps.ami.connected, "the taps' AMI link", 20)
-        agent_phone, call = _call(tr_pbx, wav, len(pcm) / 16000, ext)
-        call_result, agent_result = _end_call(tr_pbx, agent_phone, call, ext)
-        call_ended = time.monotonic()
-        # Taps are gone after hang-up (ChanSpy E, and stop_taps on the caller's hang-up).
-        _wait_sync(lambda: not [c for c in tr_pbx.cli("core show channels concise")
-                                .splitlines() if c.startswith("AudioSocket/")],
-                   "no tap channels left", 15)
-        _wait_sync(lambda: not call_tapper.calls, "the CallTapper forgot the call", 10)
-        time.sleep(1.0)
+        serving = Serving(server, service, got, received, bus_events)
+        assert serving.call_tapper is not None, "the web service started no CallTapper"
+        _wait_sync(lambda: serving.call_tapper.taps.ami.connected, "the taps' AMI link", 20)
+        yield serving
     finally:
         ws.close()
         run(service.stop())
         stop_server()
         app_services.close()
+
+
+def _no_taps_left(tr_pbx: DevPbx, serving: Serving) -> None:
+    """Taps are gone after hang-up (ChanSpy E, and stop_taps on the caller's hang-up)."""
+    _wait_sync(lambda: not [c for c in tr_pbx.cli("core show channels concise").splitlines()
+                            if c.startswith("AudioSocket/")], "no tap channels left", 15)
+    _wait_sync(lambda: not serving.call_tapper.calls, "the CallTapper forgot the call", 10)
+
+
+def test_answered_queue_call_is_tapped_by_the_service_and_reaches_the_desk(
+        tr_pbx: DevPbx, caller_audio: tuple[Path, bytes], vosk_model: Any,
+        settings: Settings, services: Any) -> None:
+    """No test code starts a tap: the web service's queue brain sees AgentConnect, its
+    CallTapper originates the taps, the transcription service (same process, same bus, as
+    `hotline serve` + an in-process worker) decodes them, and agent 8008's desk websocket
+    shows caller-labelled segments while the call is up. After hang-up the taps are gone."""
+    from sqlalchemy import select
+
+    from cases.models import TranscriptSegment
+
+    ext = "8008"
+    wav, pcm = caller_audio
+    with _serving(tr_pbx, settings, services, vosk_model, ext) as serving:
+        agent_phone, call = _call(tr_pbx, wav, len(pcm) / 16000, ext)
+        call_result, agent_result = _end_call(tr_pbx, agent_phone, call, ext)
+        call_ended = time.monotonic()
+        _no_taps_left(tr_pbx, serving)
+        time.sleep(1.0)
+    got, received = serving.got, serving.received
     assert call_result.ok, call_result.describe()
     assert agent_result.ok, agent_result.describe()
     pops = [m for _, m in got if m["type"] == "screen_pop"]
@@ -455,7 +491,7 @@ def test_answered_queue_call_is_tapped_by_the_service_and_reaches_the_desk(
     assert "running" in statuses and "interrupted" not in statuses, statuses
     live = " ".join(m["text"] for _, m in lines if m["final"])
     # The live transcript is what an offline decode of the delivered audio gives.
-    offline = _reference(vosk_model, bytes(received), app_settings.transcription)
+    offline = _reference(vosk_model, bytes(received), tr_pbx.settings.transcription)
     assert word_agreement(offline, live) >= 0.9, (offline, live)
     # Finals are stored with the call's contact.
     with services.session_factory() as s:
@@ -536,3 +572,64 @@ async def test_call_transcription_resumes_when_the_killed_worker_comes_back(
     assert {e["speaker"] for e in after if e["text"]} == {"caller"}
     # Times run on from the call's start across the re-tap.
     assert min(e["start"] for e in after) >= announced[2]["offset_ms"]
+
+
+def _blind_transfer(settings: Settings, agent_channel: str, ext: str) -> dict[str, str]:
+    """What an agent's transfer button does: AMI BlindTransfer of the agent's channel (the
+    caller bridged to it goes to `ext`)."""
+    from transcription.ami import AmiConnection
+
+    async def go() -> dict[str, str]:
+        p = settings.pbx
+        ami = AmiConnection(p.ami_host, p.ami_port, p.ami_username, ami_secret(settings))
+        await ami.connect()
+        try:
+            return await ami.action("BlindTransfer", Channel=agent_channel,
+                                    Context="agent-extensions", Exten=ext)
+        finally:
+            await ami.close()
+
+    return asyncio.run(go())
+
+
+def test_blind_transfer_moves_the_agent_tap_and_the_caller_stays_transcribed(
+        tr_pbx: DevPbx, caller_audio: tuple[Path, bytes], vosk_model: Any,
+        settings: Settings, services: Any) -> None:
+    """Agent 8011 answers, then blind-transfers the caller to 8012 before the caller speaks:
+    the CallTapper keeps the caller's tap, moves the agent tap to 8012's channel (no
+    "interrupted"), the caller's speech is transcribed, and all taps end with the call."""
+    ext, target = "8011", "8012"
+    wav, pcm = caller_audio
+    with _serving(tr_pbx, settings, services, vosk_model, ext) as serving:
+        second = _agent_sending_silence(tr_pbx.settings, target, talk_ms=25000,
+                                        wav=wav.with_name("agent-silence-transfer.wav"))
+        first, call = _call(tr_pbx, wav, len(pcm) / 16000, ext, lead_ms=9000)
+        try:
+            caller_chan, agent_chan = _connected_call(tr_pbx, ext)
+            _wait_sync(lambda: serving.call_tapper.calls, "taps on the answered call", 15)
+            reply = _blind_transfer(tr_pbx.settings, agent_chan, target)
+            assert reply.get("Response") == "Success", reply
+            moved = _wait_sync(
+                lambda: [c for c in serving.call_tapper.calls.values()
+                         if (c.agent_channel or "").startswith(f"PJSIP/{target}-")],
+                "the agent tap on the transfer target", 20)
+            assert moved[0].caller_channel == caller_chan
+            call_result = call.wait(90)
+            _no_taps_left(tr_pbx, serving)
+            time.sleep(1.0)
+        finally:
+            for phone in (first, second):
+                phone.stop()
+            call.stop()
+            tr_pbx.cli(f"queue remove member PJSIP/{ext} from {dialplan.QUEUE_CONSULTATION}")
+    assert call_result.ok, call_result.describe()
+    taps = [e for e in serving.bus_events if e["type"] == "transcription_tap"]
+    assert [e["speaker"] for e in taps] == ["caller", "agent", "agent"], taps
+    assert any(e["type"] == "agent_completed" and e.get("hangup_side") == "transfer"
+               for e in serving.bus_events), [e for e in serving.bus_events
+                                              if e["type"] == "agent_completed"]
+    statuses = [e["state"] for e in serving.bus_events if e["type"] == "transcription_status"]
+    assert "interrupted" not in statuses, statuses
+    lines = [m for _, m in serving.got if m["type"] == "transcript"]
+    assert any(m["final"] and m["speaker"] == "caller" for m in lines), lines
+    assert {m["speaker"] for m in lines} == {"caller"}
