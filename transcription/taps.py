@@ -92,6 +92,13 @@ class TapController:
         contact_id = str(contact_id)
         state = self._contacts.setdefault(contact_id, _Contact())
         state.interrupted = False
+        if not await self._service_listening():
+            # Originating taps into nothing would only make failing channels: say so now,
+            # and tap the call when the service comes up (_resume_when_back).
+            state.parties.update({s: c for s, c in (("caller", caller_channel),
+                                                     ("agent", agent_channel)) if c})
+            await self._interrupted(contact_id, "transcription service not reachable")
+            return []
         ids = []
         for speaker, channel in (("caller", caller_channel), ("agent", agent_channel)):
             if channel:

@@ -8,7 +8,7 @@ from typing import Any
 
 from hotline.events import InProcessBus, make_event
 from hotline.settings import Settings, TranscriptionSettings
-from tests.transcription.test_taps import FakeAmi
+from tests.transcription.test_taps import FakeAmi, _listening
 from transcription import taps as taps_mod
 from transcription.taps import TapController
 from transcription.wiring import CallTapper
@@ -19,6 +19,7 @@ CALLER, AGENT, AGENT2 = "PJSIP/citizens-0001", "PJSIP/8001-0002", "PJSIP/8002-00
 async def _tapper(monkeypatch: Any) -> tuple[CallTapper, FakeAmi, InProcessBus,
                                               list[dict[str, Any]]]:
     monkeypatch.setattr(taps_mod, "INTERRUPT_GRACE_S", 0.01)
+    monkeypatch.setattr(TapController, "_service_listening", _listening)
     settings = Settings(env="test", transcription=TranscriptionSettings(audiosocket_port=9099))
     bus = InProcessBus()
     seen: list[dict[str, Any]] = []
@@ -113,7 +114,10 @@ async def test_interrupted_call_is_retapped_when_the_service_listens_again(
     ami = FakeAmi()
     ami.alive = {CALLER, AGENT}
     ctl = TapController(settings, bus, ami=ami)  # type: ignore[arg-type]
+    first = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     caller_tap, agent_tap = await ctl.start_taps("c9", CALLER, AGENT)
+    first.close()
+    await first.wait_closed()
     # The worker dies: both taps hang up while both parties are on the call.
     ctl._on_event({"Event": "Hangup", "Uniqueid": caller_tap, "Channel": "AudioSocket/a"})
     ctl._on_event({"Event": "Hangup", "Uniqueid": agent_tap, "Channel": "AudioSocket/b"})
@@ -134,3 +138,36 @@ async def test_interrupted_call_is_retapped_when_the_service_listens_again(
         server.close()
         await server.wait_closed()
     await ctl.stop_taps("c9")
+
+
+async def test_no_service_listening_no_taps_until_it_is_there(monkeypatch: Any) -> None:
+    """Nothing listens on the AudioSocket port: no tap is originated into nothing, the desk
+    is told at once, and the call is tapped when the service starts listening."""
+    monkeypatch.setattr(taps_mod, "RESUME_POLL_S", 0.05)
+    from tests.pbx.sipp import free_port
+
+    port = free_port("tcp")
+    settings = Settings(env="test", transcription=TranscriptionSettings(audiosocket_port=port))
+    bus = InProcessBus()
+    seen: list[dict[str, Any]] = []
+    bus.subscribe("transcription_status", seen.append)
+    ami = FakeAmi()
+    ami.alive = {CALLER, AGENT}
+    tapper = CallTapper(TapController(settings, bus, ami=ami), bus)  # type: ignore[arg-type]
+    await tapper.start()
+    await _connected(bus)
+    assert _spied(ami) == []
+    assert [(e["state"], e["reason"]) for e in seen] == [
+        ("interrupted", "transcription service not reachable")]
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    try:
+        for _ in range(40):
+            if _spied(ami):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+        assert _spied(ami) == [CALLER, AGENT]
+    finally:
+        server.close()
+        await server.wait_closed()
+    await tapper.stop()
