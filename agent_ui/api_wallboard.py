@@ -127,6 +127,10 @@ async def start(app: FastAPI, services: Services) -> QueueBrain:
         )
         brain.client = client
         await client.start()
+        # Live transcription: taps follow the brain's call events (transcription/wiring.py).
+        from transcription.wiring import start_call_taps
+
+        app.state.call_tapper = await start_call_taps(settings, services.bus)
     hub = WallboardHub(brain)
     await hub.start()
     app.state.queue_brain = brain
@@ -139,6 +143,9 @@ async def stop(app: FastAPI) -> None:
     brain: QueueBrain | None = getattr(app.state, "queue_brain", None)
     if hub is not None:
         await hub.stop()
+    tapper = getattr(app.state, "call_tapper", None)
+    if tapper is not None:
+        await tapper.stop()
     if brain is not None:
         if brain.client is not None:
             await brain.client.stop()

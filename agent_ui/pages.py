@@ -169,8 +169,11 @@ def case_page(number: str, request: Request, session: SessionDep,
     ).all()
     category = session.get(Category, case.category_id) if case.category_id else None
     department = session.get(Department, case.department_id) if case.department_id else None
+    from cases.transcripts import case_transcript
+
     return _render("case.html", **_ctx(auth, services, case=case, events=events,
-                                       category=category, department=department))
+                                       category=category, department=department,
+                                       transcript=case_transcript(session, case.id)))
 
 
 @router.get("/department")

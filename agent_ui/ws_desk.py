@@ -7,9 +7,10 @@ The protocol is documented, with its version, in docs/ws.md.
 
 Bus events consumed: `agent_called` (the agent's phone rings) and `agent_connected` (answered)
 → a `screen_pop` to that agent's desks; `transcript_segment` → `transcript` and refreshed
-`suggestions` to the desk showing that contact; `kb_published` / `kb_retired` → `kb_update`
-to every desk; the queue brain's `agent_state_changed`, `agent_completed`, ... for an
-extension → `agent_event` to that agent.
+`suggestions` to the desk showing that contact; `transcription_status` → the same type
+(running / interrupted for that contact, off for every desk); `kb_published` /
+`kb_retired` → `kb_update` to every desk; the queue brain's `agent_state_changed`,
+`agent_completed`, ... for an extension → `agent_event` to that agent.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ log = logging.getLogger(__name__)
 POP_EVENTS = ("agent_called", "agent_ringing", "agent_connected")
 KB_EVENTS = ("kb_published", "kb_retired")
 TRANSCRIPT_EVENT = "transcript_segment"
+STATUS_EVENT = "transcription_status"  # running / interrupted / off
 # The queue brain's (hotline/queue_brain.py) events about one agent, forwarded to their desk.
 AGENT_EVENTS = ("agent_state_changed", "agent_completed", "agent_ring_no_answer",
                 "agent_paused", "agent_unpaused")
 MAX_CLIENT_MESSAGE = 4096
 INDEX_CHECK_S = 5.0
+MAX_REMEMBERED_STATUSES = 1000
 
 
 @dataclass(eq=False)
@@ -73,6 +76,7 @@ class DeskHub:
         self.pops_sent = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._index_checked = 0.0
+        self._statuses: dict[str, dict[str, Any]] = {}  # contact id -> last status
 
     def subscribe(self) -> None:
         bus = self.services.bus
@@ -81,6 +85,7 @@ class DeskHub:
         for name in KB_EVENTS:
             bus.subscribe(name, self.on_kb_event)
         bus.subscribe(TRANSCRIPT_EVENT, self.on_transcript)
+        bus.subscribe(STATUS_EVENT, self.on_transcription_status)
         for name in AGENT_EVENTS:
             bus.subscribe(name, self.on_agent_event)
 
@@ -119,6 +124,12 @@ class DeskHub:
             conn.transcript = []
             await conn.send(pop)
         self.pops_sent += 1
+        # Taps start as the agent answers, often before this pop is built: the status
+        # that came first is sent now.
+        status = self._statuses.get(str(pop["call"]["contact_id"]))
+        if status is not None:
+            for conn in targets:
+                await conn.send({**status, "contact_id": conn.contact_id})
 
     def _build_pop(self, call: CallInfo, show_numbers: bool) -> dict[str, Any]:
         # The index catches up with the KB revision at most every few seconds here (and at
@@ -144,16 +155,48 @@ class DeskHub:
         }
         await asyncio.gather(*(c.send(message) for c in list(self.connections)))
 
+    def _showing(self, contact_id: Any) -> list[DeskConnection]:
+        """The desks showing this contact. Transcription events carry the contact id as a
+        string (it crosses processes as a tap's label); pops carry it as an int."""
+        if contact_id is None or contact_id == "":
+            return []
+        key = str(contact_id)
+        return [c for c in self.connections
+                if c.contact_id is not None and str(c.contact_id) == key]
+
+    async def on_transcription_status(self, event: Event) -> None:
+        state = event.get("state")
+        if event.get("contact_id") is not None:
+            self._statuses[str(event["contact_id"])] = {
+                "v": PROTOCOL_VERSION, "type": "transcription_status", "state": state,
+                "reason": str(event.get("reason") or "")[:200]}
+            while len(self._statuses) > MAX_REMEMBERED_STATUSES:
+                self._statuses.pop(next(iter(self._statuses)))
+        if event.get("contact_id") is None:  # service-wide: "off" (no model)
+            targets = list(self.connections)
+        else:
+            targets = self._showing(event.get("contact_id"))
+        message = {
+            "v": PROTOCOL_VERSION, "type": "transcription_status",
+            "contact_id": targets[0].contact_id if targets and event.get("contact_id") else None,
+            "state": state, "reason": str(event.get("reason") or "")[:200],
+        }
+        for conn in targets:
+            await conn.send(message)
+
     async def on_transcript(self, event: Event) -> None:
-        contact_id = event.get("contact_id")
         text = str(event.get("text") or "")
-        targets = [c for c in self.connections if c.contact_id == contact_id and contact_id]
+        targets = self._showing(event.get("contact_id"))
         if not targets or not text:
             return
+        contact_id = targets[0].contact_id
         final = bool(event.get("final"))
+        speaker = event.get("speaker")
         segment = {
             "v": PROTOCOL_VERSION, "type": "transcript", "contact_id": contact_id,
-            "speaker": event.get("speaker"), "text": text, "final": final,
+            "speaker": speaker if speaker in ("caller", "agent") else None, "text": text,
+            "final": final, "start": event.get("start"), "end": event.get("end"),
+            "delayed": bool(event.get("delayed")),
         }
         for conn in targets:
             await conn.send(segment)

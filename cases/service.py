@@ -27,6 +27,7 @@ from cases.models import (
 )
 from cases.schemas import CaseCreate
 from cases.state_machine import TRANSITIONS, CaseAction, CaseStatus, next_status
+from cases.transcripts import attach_contact_transcript
 
 
 class CaseInputError(ValueError):
@@ -213,6 +214,9 @@ def file_case(
         contact.case_id = case_id
         if contact.citizen_id is None:
             contact.citizen_id = citizen_id
+        # The call's live transcript so far goes with the case (later segments are stored
+        # with the case id by the transcription service).
+        attach_contact_transcript(session, contact.id, case_id)
     return case
 
 

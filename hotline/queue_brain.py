@@ -16,7 +16,7 @@ Domain events published (all carry "type" and "at"):
   agent_called           queue, uniqueid, agent, extension, interface, linkedid, caller, contact_id
   agent_ring_no_answer   queue, uniqueid, agent, ring_s
   agent_connected        queue, uniqueid, agent, extension, interface, linkedid, caller,
-                         wait_s, ring_s, contact_id
+                         wait_s, ring_s, contact_id, channel (the caller's), agent_channel
   agent_completed        queue, uniqueid, agent, talk_s, wait_s, hangup_side, contact_id
   queue_member_added / queue_member_removed / queue_member_status / agent_paused
                          queue, agent, interface, status, paused, reason, in_call
@@ -442,7 +442,8 @@ class QueueBrain:
         self._recompute_agent(agent, at)
         self._emit("agent_connected", queue=queue, uniqueid=uid, agent=agent, extension=agent,
                    interface=interface, linkedid=d.linkedid, caller=d.caller,
-                   wait_s=round(d.wait_s, 3), ring_s=ring_s, contact_id=d.contact_id)
+                   wait_s=round(d.wait_s, 3), ring_s=ring_s, contact_id=d.contact_id,
+                   channel=live.channel or None, agent_channel=live.agent_channel)
 
     def _on_complete(self, msg: Mapping[str, Any]) -> None:
         uid, queue = _need(msg, "Uniqueid", "Queue")

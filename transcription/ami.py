@@ -90,6 +90,9 @@ class AmiConnection:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            if self._writer is not None:  # `connected` turns False; the owner reconnects
+                with contextlib.suppress(Exception):
+                    self._writer.close()
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(AmiError("AMI connection lost"))

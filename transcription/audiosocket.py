@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import struct
 import uuid
@@ -69,9 +70,11 @@ class TapRegistry:
     _taps: dict[uuid.UUID, StreamMeta] = field(default_factory=dict)
     _changed: asyncio.Event | None = None
 
-    def register(self, tap_id: str | uuid.UUID, contact_id: str, speaker: Speaker) -> None:
+    def register(self, tap_id: str | uuid.UUID, contact_id: str, speaker: Speaker,
+                 offset_ms: int = 0) -> None:
         key = uuid.UUID(str(tap_id))
-        self._taps[key] = StreamMeta(contact_id=contact_id, speaker=speaker, tap_id=str(key))
+        self._taps[key] = StreamMeta(contact_id=contact_id, speaker=speaker, tap_id=str(key),
+                                     offset_ms=offset_ms)
         if self._changed is not None:
             self._changed.set()
 
@@ -197,7 +200,7 @@ class AudioSocketServer:
                 if kind in SLIN_RATES:
                     rate = SLIN_RATES[kind]
                     if rate != stream.meta.sample_rate and stream.bytes_received == 0:
-                        stream.meta = StreamMeta(meta.contact_id, meta.speaker, rate, meta.tap_id)
+                        stream.meta = dataclasses.replace(meta, sample_rate=rate)
                     if payload:
                         stream.put(payload)
                 elif kind == KIND_HANGUP:

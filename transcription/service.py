@@ -70,13 +70,15 @@ class TranscriptionService:
         self.recognizer = GatedRecognizer(
             self.backend, threshold_dbfs=t.vad_threshold_dbfs, preroll_ms=t.vad_preroll_ms,
             hangover_ms=t.vad_hangover_ms, partial_interval_ms=t.partial_interval_ms)
-        self.server = AudioSocketServer(self.registry, self._transcribe_stream,
-                                        t.audiosocket_host, t.audiosocket_port)
-        await self.server.start()
+        # Subscribe before listening: the TapController takes an open port to mean "the
+        # service is back" and announces taps at once.
         self._unsubscribe = [
             self.bus.subscribe("transcription_tap", self._on_tap),
             self.bus.subscribe("transcription_tap_stop", self._on_tap_stop),
         ]
+        self.server = AudioSocketServer(self.registry, self._transcribe_stream,
+                                        t.audiosocket_host, t.audiosocket_port)
+        await self.server.start()
         self.state, self.reason = "running", ""
         log.info("transcription running (%s) on AudioSocket %s:%d", self.backend.name,
                  t.audiosocket_host, self.server.port)
@@ -106,7 +108,11 @@ class TranscriptionService:
         return out
 
     def _on_tap(self, ev: dict[str, Any]) -> None:
-        self.registry.register(ev["tap_id"], str(ev["contact_id"]), ev["speaker"])
+        try:
+            offset_ms = max(0, int(ev.get("offset_ms") or 0))
+        except (TypeError, ValueError):
+            offset_ms = 0
+        self.registry.register(ev["tap_id"], str(ev["contact_id"]), ev["speaker"], offset_ms)
 
     def _on_tap_stop(self, ev: dict[str, Any]) -> None:
         contact_id = str(ev["contact_id"])
@@ -122,6 +128,9 @@ class TranscriptionService:
             await self.bus.publish(make_event("transcription_status", contact_id=meta.contact_id,
                                               state="running", reason="", speaker=meta.speaker))
             async for seg in self.recognizer.transcribe(meta, stream.chunks()):
+                if meta.offset_ms:  # times from the call's start, across taps
+                    seg.start_ms += meta.offset_ms
+                    seg.end_ms += meta.offset_ms
                 await self.bus.publish(make_event("transcript_segment", **seg.event_payload()))
                 if seg.final and self.settings.transcription.store_finals:
                     await self._store(seg)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 TAP_CONTEXT = "tap"
 TAP_VARIABLE = "TAP"
 INTERRUPT_GRACE_S = 0.7  # the spied channel's own Hangup event may follow the tap's
+RESUME_POLL_S = 1.0  # after "interrupted": how often to look for the service coming back
+MAX_RESUMES = 3  # per call: a tap that keeps failing must not be re-originated forever
 
 
 @dataclass
@@ -48,6 +51,10 @@ class _Contact:
     taps: dict[str, _Tap] = field(default_factory=dict)
     gone_channels: set[str] = field(default_factory=set)
     interrupted: bool = False
+    parties: dict[str, str] = field(default_factory=dict)  # speaker -> channel now tapped
+    started_at: float = field(default_factory=time.monotonic)
+    resuming: bool = False
+    resumes: int = 0
 
 
 class TapController:
@@ -85,6 +92,13 @@ class TapController:
         contact_id = str(contact_id)
         state = self._contacts.setdefault(contact_id, _Contact())
         state.interrupted = False
+        if not await self._service_listening():
+            # Originating taps into nothing would only make failing channels: say so now,
+            # and tap the call when the service comes up (_resume_when_back).
+            state.parties.update({s: c for s, c in (("caller", caller_channel),
+                                                     ("agent", agent_channel)) if c})
+            await self._interrupted(contact_id, "transcription service not reachable")
+            return []
         ids = []
         for speaker, channel in (("caller", caller_channel), ("agent", agent_channel)):
             if channel:
@@ -95,10 +109,14 @@ class TapController:
         t = self.settings.transcription
         tap_id = str(uuid.uuid4())
         tap = _Tap(tap_id, contact_id, speaker, channel)
-        self._contacts[contact_id].taps[tap_id] = tap
+        state = self._contacts[contact_id]
+        state.taps[tap_id] = tap
+        state.parties[speaker] = channel
         self._by_tap[tap_id] = tap
+        offset_ms = int((time.monotonic() - state.started_at) * 1000)
         await self.bus.publish(make_event("transcription_tap", tap_id=tap_id,
-                                          contact_id=contact_id, speaker=speaker))
+                                          contact_id=contact_id, speaker=speaker,
+                                          offset_ms=offset_ms))
         reply = await self.ami.action(
             "Originate",
             Channel=f"AudioSocket/{t.audiosocket_host}:{t.audiosocket_port}/{tap_id}",
@@ -110,6 +128,27 @@ class TapController:
         if reply.get("Response") != "Success":
             await self._interrupted(contact_id, f"tap not started: {reply.get('Message')}")
         return tap_id
+
+    def tapped(self, contact_id: str | int) -> bool:
+        return str(contact_id) in self._contacts
+
+    async def retap(self, contact_id: str | int, speaker: Speaker, channel: str) -> str:
+        """Follow one party to another channel (a transfer): end that party's tap, as a
+        normal end (no "interrupted"), and tap `channel` instead."""
+        contact_id = str(contact_id)
+        state = self._contacts.setdefault(contact_id, _Contact())
+        for tap_id, tap in list(state.taps.items()):
+            if tap.speaker != speaker:
+                continue
+            state.gone_channels.add(tap.channel)
+            del state.taps[tap_id]
+            if tap.tap_channel:
+                try:
+                    await self.ami.action("Hangup", Channel=tap.tap_channel)
+                except Exception as exc:  # already gone with its party
+                    log.debug("tap %s hang-up: %s", tap_id, exc)
+        state.gone_channels.discard(channel)
+        return await self._originate(contact_id, speaker, channel)
 
     async def stop_taps(self, contact_id: str | int) -> None:
         contact_id = str(contact_id)
@@ -172,3 +211,44 @@ class TapController:
         log.warning("transcription interrupted for contact %s: %s", contact_id, reason)
         await self.bus.publish(make_event("transcription_status", contact_id=contact_id,
                                           state="interrupted", reason=reason))
+        if state is not None and not state.resuming and state.resumes < MAX_RESUMES:
+            state.resuming = True
+            state.resumes += 1
+            self._spawn(self._resume_when_back(contact_id))
+
+    async def _resume_when_back(self, contact_id: str) -> None:
+        """Once the transcription service listens again, tap the parties still on the call
+        anew (the service says "running" when the new taps' audio arrives). Gives up when
+        the call's taps are stopped."""
+        try:
+            while True:
+                await asyncio.sleep(RESUME_POLL_S)
+                state = self._contacts.get(contact_id)
+                if state is None or not state.interrupted:
+                    return
+                if not await self._service_listening():
+                    continue
+                alive = [(speaker, channel) for speaker, channel in state.parties.items()
+                         if channel not in state.gone_channels
+                         and await self._channel_alive(channel)]
+                if not alive:
+                    return
+                state.interrupted = False
+                log.info("transcription service is back: re-tapping contact %s", contact_id)
+                for speaker, channel in alive:
+                    await self.retap(contact_id, speaker, channel)  # type: ignore[arg-type]
+                return
+        finally:
+            state = self._contacts.get(contact_id)
+            if state is not None:
+                state.resuming = False
+
+    async def _service_listening(self) -> bool:
+        t = self.settings.transcription
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(t.audiosocket_host, t.audiosocket_port), 1.0)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True

@@ -19,6 +19,9 @@ class StreamMeta:
     speaker: Speaker
     sample_rate: int = 8000
     tap_id: str = ""
+    # Where this tap's audio starts in the call (ms after the call's first tap): a tap that
+    # follows a transfer or resumes after a worker restart starts later than the call.
+    offset_ms: int = 0
 
 
 @dataclass

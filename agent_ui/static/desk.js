@@ -115,6 +115,7 @@
     initKbPane();
     initCaseForm();
     $("btn-new-case").addEventListener("click", openCaseForm);
+    $("btn-insert-transcript").addEventListener("click", insertTranscript);
     $("btn-new-case-idle").addEventListener("click", openCaseForm);
     document.addEventListener("keydown", (ev) => {
       if (ev.altKey && (ev.key === "n" || ev.key === "N")) { ev.preventDefault(); openCaseForm(); }
@@ -156,6 +157,7 @@
     switch (msg.type) {
       case "screen_pop": showPop(msg); break;
       case "transcript": addTranscript(msg); break;
+      case "transcription_status": showTranscriptionStatus(msg); break;
       case "suggestions": renderSuggestions(msg.suggestions || []); break;
       case "kb_update": onKbUpdate(msg); break;
       case "agent_event": onAgentEvent(msg.event || {}); break;
@@ -164,6 +166,7 @@
   }
 
   function showPop(pop) {
+    const sameCall = desk.transcriptOf && desk.transcriptOf === pop.call.contact_id;
     desk.pop = pop;
     $("screen-pop").hidden = false;
     $("pop-caller").textContent = pop.call.caller || t("pop.unknown");
@@ -202,7 +205,13 @@
       contacts.appendChild(el("li",
         `${fmtTime(c.started_at)} · ${c.channel} · ${c.queue || ""} · ${c.outcome}`));
     }
-    clear($("pop-transcript"));
+    if (!sameCall) {
+      clear($("pop-transcript"));  // a new call (the answered pop repeats the ringing one)
+      desk.partials = {};
+      $("pop-transcript-status").textContent = "";
+      delete $("pop-transcript-status").dataset.state;
+    }
+    desk.transcriptOf = pop.call.contact_id;
     renderSuggestions(pop.suggestions || []);
   }
 
@@ -212,9 +221,68 @@
     for (const s of items) list.appendChild(kbItem(s));
   }
 
+  // Live transcript: finals are lines the agent can tick and insert into the description;
+  // the partial of each speaker is one grey line, replaced as it grows, removed by its final.
+  function speakerLabel(speaker) {
+    const key = speaker === "agent" ? "tr.agent" : speaker === "caller" ? "tr.caller" : "tr.unknown";
+    const node = el("span", t(key), "who");
+    node.setAttribute("data-i18n", key);  // follows the language switch
+    return node;
+  }
+
   function addTranscript(msg) {
-    if (!msg.final) return;
-    $("pop-transcript").appendChild(el("p", `${msg.speaker || ""}: ${msg.text}`));
+    const pane = $("pop-transcript");
+    const speaker = msg.speaker === "agent" ? "agent" : msg.speaker === "caller" ? "caller" : "";
+    desk.partials = desk.partials || {};
+    const old = desk.partials[speaker];
+    if (!msg.final) {
+      const line = old || el("p", null, "seg partial");
+      line.dataset.speaker = speaker;
+      clear(line);
+      line.appendChild(speakerLabel(speaker));
+      line.appendChild(el("span", msg.text, "text"));
+      if (!old) { pane.appendChild(line); desk.partials[speaker] = line; }
+    } else {
+      if (old) { old.remove(); delete desk.partials[speaker]; }
+      const line = el("label", null, "seg final");
+      line.dataset.speaker = speaker;
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.className = "pick";
+      line.appendChild(box);
+      line.appendChild(speakerLabel(speaker));
+      line.appendChild(el("span", msg.text, "text"));
+      if (msg.delayed) line.classList.add("delayed");
+      // Finals go above the live partials, in arrival order.
+      const firstPartial = pane.querySelector(".seg.partial");
+      pane.insertBefore(line, firstPartial);
+    }
+    pane.scrollTop = pane.scrollHeight;
+  }
+
+  function showTranscriptionStatus(msg) {
+    if (msg.contact_id && desk.pop && String(msg.contact_id) !== String(desk.pop.call.contact_id)) return;
+    const node = $("pop-transcript-status");
+    const key = `tr.${msg.state}`;
+    node.dataset.state = msg.state || "";
+    node.setAttribute("data-i18n", key);
+    node.textContent = t(key) === key ? String(msg.state || "") : t(key);
+    node.title = msg.reason || "";
+  }
+
+  function insertTranscript() {
+    const picked = [...document.querySelectorAll("#pop-transcript .seg.final")]
+      .filter((line) => line.querySelector("input.pick").checked);
+    if (!picked.length) return;
+    if ($("case-panel").hidden || $("case-form").hidden) openCaseForm();
+    const text = picked.map((line) =>
+      `${line.querySelector(".who").textContent}：${line.querySelector(".text").textContent}`)
+      .join("\n");
+    const box = $("case-description");
+    const joined = box.value ? `${box.value}\n${text}` : text;
+    box.value = joined.slice(0, box.maxLength > 0 ? box.maxLength : joined.length);
+    for (const line of picked) line.querySelector("input.pick").checked = false;
+    box.focus();
   }
 
   // ---- agent state (the queue brain's API when present; read-only otherwise)

@@ -30,6 +30,7 @@
     "dup.merge": "Merge into this", "dup.merged": "Merged into",
     "dup.same_citizen": "same caller", "dup.nearby": "nearby", "dup.similar_text": "similar text",
     "case.save": "Save (Ctrl+S)", "case.saved": "Case saved. Number:", "case.trail": "Audit trail",
+    "case.transcript": "Call transcript",
     "channel.phone": "Phone", "channel.sms": "SMS", "channel.web": "Web", "channel.wechat": "WeChat",
     "channel.weibo": "Weibo",
     "type.consultation": "Consultation", "type.complaint": "Complaint", "type.report": "Report",
@@ -53,6 +54,9 @@
     "agent.available": "available", "agent.ringing": "ringing", "agent.on_call": "on a call",
     "agent.wrap_up": "wrap-up", "agent.paused": "paused", "agent.unavailable": "phone offline",
     "agent.logged_out": "logged out",
+    "tr.caller": "Caller", "tr.agent": "Agent", "tr.unknown": "?",
+    "tr.running": "transcribing", "tr.interrupted": "transcription interrupted",
+    "tr.off": "transcription off", "tr.insert": "Insert ticked lines into the description",
   };
   const ZH = {
     "ws.open": "在线", "ws.closed": "重连中", "pop.unknown": "未知来电", "pop.ringing": "振铃",
@@ -63,6 +67,8 @@
     "agent.logged_out": "未签入",
     "dup.merge": "合并到此工单", "dup.same_citizen": "同一来电人", "dup.nearby": "地点相近",
     "dup.similar_text": "内容相似",
+    "tr.caller": "市民", "tr.agent": "坐席", "tr.unknown": "？", "tr.running": "转写中",
+    "tr.interrupted": "转写已中断", "tr.off": "转写未启用",
   };
   const defaults = new WeakMap();
   function lang() { return localStorage.getItem("hotline.lang") === "en" ? "en" : "zh"; }

@@ -56,6 +56,7 @@ class LiveServer:
     url: str
     services: Services
     loop: asyncio.AbstractEventLoop
+    app: Any = None  # the FastAPI app (its state: queue brain, call taps)
 
     def publish(self, type_: str, **payload: Any) -> None:
         """Publish a bus event inside the server's event loop (as the AMI bridge would)."""
@@ -97,7 +98,7 @@ def start_live_server(settings: Settings, services: Services) -> tuple[LiveServe
         server.should_exit = True
         thread.join(15)
 
-    return LiveServer(f"http://127.0.0.1:{port}", services, loop), stop
+    return LiveServer(f"http://127.0.0.1:{port}", services, loop, app), stop
 
 
 @pytest.fixture

@@ -31,8 +31,14 @@ class FakeAmi:
         return {"Response": "Success"}
 
 
+async def _listening(self: TapController) -> bool:
+    return True
+
+
 async def _controller(monkeypatch: Any) -> tuple[TapController, FakeAmi, list[dict[str, Any]]]:
     monkeypatch.setattr(taps_mod, "INTERRUPT_GRACE_S", 0.01)
+    # The controller taps only when the transcription service listens.
+    monkeypatch.setattr(TapController, "_service_listening", _listening)
     settings = Settings(env="test", transcription=TranscriptionSettings(audiosocket_port=9099))
     bus = InProcessBus()
     events: list[dict[str, Any]] = []
