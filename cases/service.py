@@ -219,7 +219,7 @@ def _driver_sql(dialect: Dialect) -> str:
 
     It runs through `exec_driver_sql`: SQLAlchemy still owns the connection and wraps
     errors (so a dropped connection still invalidates the pool), but skips per-call bind and
-    result processing, which cost more client CPU than the round trip (docs/benchmarks.md).
+    result processing: a little less client CPU per filing (docs/benchmarks.md).
     """
     sql = _compiled_for.get(type(dialect))
     if sql is None:
