@@ -5,7 +5,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from cases.models import Case, CaseEvent, Contact, Priority
+from cases.models import Case, CaseEvent, CaseNumberCounter, Citizen, Contact, Priority
 from cases.schemas import CaseCreate
 from cases.service import SYSTEM, Actor, CaseInputError, file_case
 from cases.state_machine import CaseStatus
@@ -116,3 +116,99 @@ def test_concurrent_filing_never_duplicates_a_number(services):
         t.join()
     assert not errors
     assert len(numbers) == len(set(numbers)) == 10 * len(threads)
+
+
+# The filing path differs by dialect (one statement on PostgreSQL, one per step on SQLite:
+# docs/adr/0010-case-insert-one-statement.md); the tests below pin what both must agree on.
+
+NOON = dt.datetime(2026, 11, 27, 4, 0, tzinfo=UTC)  # 12:00 on the 27th in Asia/Shanghai
+
+
+def test_what_file_case_returns_is_what_was_stored(services, session):
+    org = make_org(session)
+    case = file_case(session, _data(citizen_phone="13800138000", location_text="幸福小区3栋",
+                                    latitude=27.95, longitude=116.36),
+                     Actor.of(org.agent), tz=services.settings.tz, now=NOON)
+    session.commit()
+    returned = {c: getattr(case, c) for c in _FILED_COLUMNS}
+    with services.session_factory() as other:
+        stored = other.get(Case, case.id)
+        assert {c: getattr(stored, c) for c in _FILED_COLUMNS} == returned
+        (event,) = other.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id))
+        assert (event.at, event.actor_id, event.actor_label, event.action, event.from_status,
+                event.to_status, event.comment, event.data) == (
+            NOON, org.agent.id, "agent01", "file", None, CaseStatus.FILED, None, {})
+    assert returned["number"] == "20261127-00001" and returned["created_at"] == NOON
+    assert (returned["latitude"], returned["longitude"]) == (27.95, 116.36)
+
+
+_FILED_COLUMNS = ("number", "type", "category_id", "title", "description", "location_text",
+                  "latitude", "longitude", "priority", "status", "department_id", "channel",
+                  "citizen_id", "filed_by_id", "answered_directly", "version", "created_at",
+                  "updated_at", "return_count", "responsibility_fixed")
+
+
+def test_given_department_and_priority_override_the_category_defaults(services, session):
+    org = make_org(session)
+    case = file_case(session, _data(department_code="D-ROADS", priority="normal"), SYSTEM,
+                     tz=services.settings.tz)
+    session.commit()
+    session.expire_all()
+    assert (case.department_id, case.priority) == (org.roads.id, Priority.NORMAL)
+    bare = file_case(session, _data(category_code=None), SYSTEM, tz=services.settings.tz)
+    assert (bare.category_id, bare.department_id, bare.priority) == (None, None, Priority.NORMAL)
+
+
+def test_a_given_citizen_wins_over_the_phone_and_an_unknown_phone_links_nobody(services,
+                                                                                session):
+    org = make_org(session)
+    other = Citizen(name="李明")
+    session.add(other)
+    session.flush()
+    tz = services.settings.tz
+    assert file_case(session, _data(citizen_id=other.id, citizen_phone="13800138000"), SYSTEM,
+                     tz=tz).citizen_id == other.id
+    assert file_case(session, _data(citizen_phone="13900000000"), SYSTEM,
+                     tz=tz).citizen_id is None
+    assert file_case(session, _data(citizen_phone="13800138000"), SYSTEM,
+                     tz=tz).citizen_id == org.citizen.id
+
+
+def test_a_refused_filing_draws_no_number(services, session):
+    make_org(session)
+    tz = services.settings.tz
+    for kw in ({"category_code": "NOPE"}, {"contact_id": 999999}):
+        with pytest.raises(CaseInputError):
+            file_case(session, _data(**kw), SYSTEM, tz=tz, now=NOON)
+        session.rollback()
+    assert file_case(session, _data(), SYSTEM, tz=tz, now=NOON).number == "20261127-00001"
+
+
+def test_numbering_continues_after_seeded_cases_and_grows_past_five_digits(services, session):
+    make_org(session)
+    session.add(CaseNumberCounter(day=dt.date(2026, 11, 27), last_seq=99_999))
+    session.commit()
+    numbers = [file_case(session, _data(), SYSTEM, tz=services.settings.tz, now=NOON).number
+               for _ in range(2)]
+    assert numbers == ["20261127-100000", "20261127-100001"]
+
+
+def test_linking_a_contact_keeps_its_own_citizen_and_reaches_the_database(services, session):
+    org = make_org(session)
+    other = Citizen(name="李明")
+    known = Contact(channel="phone", from_address="13800138000", citizen=other)
+    unloaded = Contact(channel="phone", from_address="13800138000")
+    session.add_all([known, unloaded])
+    session.commit()
+    unloaded_id = unloaded.id
+    session.expunge(unloaded)  # not in the session: only the database can be linked
+    tz = services.settings.tz
+    first = file_case(session, _data(contact_id=known.id, citizen_id=org.citizen.id), SYSTEM,
+                      tz=tz)
+    second = file_case(session, _data(contact_id=unloaded_id, citizen_phone="13800138000"),
+                       SYSTEM, tz=tz)
+    session.commit()
+    assert (known.case_id, known.citizen_id) == (first.id, other.id)
+    with services.session_factory() as fresh:
+        rows = {c.id: (c.case_id, c.citizen_id) for c in fresh.scalars(select(Contact))}
+    assert rows == {known.id: (first.id, other.id), unloaded_id: (second.id, org.citizen.id)}
