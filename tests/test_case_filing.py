@@ -119,7 +119,7 @@ def test_concurrent_filing_never_duplicates_a_number(services):
 
 
 # The filing path differs by dialect (one statement on PostgreSQL, one per step on SQLite:
-# docs/adr/0010-case-insert-one-statement.md); the tests below pin what both must agree on.
+# docs/adr/0011-case-insert-one-statement.md); the tests below pin what both must agree on.
 
 NOON = dt.datetime(2026, 11, 27, 4, 0, tzinfo=UTC)  # 12:00 on the 27th in Asia/Shanghai
 
