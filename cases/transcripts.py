@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from cases.kb_text import shared_analyzer
 from cases.models import Case, Contact, TranscriptSegment
 
 MAX_QUERY_TERMS = 8
@@ -54,6 +53,8 @@ def query_terms(q: str) -> list[str]:
     """The words of a case search: NFKC, traditional -> simplified, lower case (as stored
     transcripts and as typed), split on spaces. Chinese needs no segmentation here: each
     term is matched as a substring."""
+    from cases.kb_text import shared_analyzer  # jieba/OpenCC: not on the filing path
+
     normalised = shared_analyzer().normalise(q)
     return [t[:MAX_TERM_CHARS] for t in normalised.split()][:MAX_QUERY_TERMS]
 
