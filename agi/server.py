@@ -289,6 +289,14 @@ def _worker_main(
         os._exit(code)
 
 
+def unrecorded_log(settings: Settings) -> Path:
+    """Where the PBX of these settings (the dev Asterisk's instance) writes the calls the
+    IVR never saw: its spool directory (asterisk/extensions.conf.j2, hotline-unrecorded)."""
+    from hotline.asterisk_chroot import DevPbx
+
+    return DevPbx(settings).inst_dir / "spool" / dialplan.UNRECORDED_LOG
+
+
 def _replayer_main(settings: Settings) -> None:
     stop = {"flag": False}
 
@@ -301,7 +309,7 @@ def _replayer_main(settings: Settings) -> None:
     try:
         store = RecordStore(settings)
         run_replayer(Spool(spool_dir(settings)), store.write_transaction,
-                     should_stop=lambda: stop["flag"])
+                     should_stop=lambda: stop["flag"], unrecorded_log=unrecorded_log(settings))
     except BaseException:
         log.exception("spool replayer crashed")
         code = 1
