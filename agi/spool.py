@@ -327,11 +327,13 @@ def collect_unrecorded(
         if now_ns - taken_ns < settle_s * 1e9:
             continue
         taken = log_path.parent / name
-        for line in taken.read_text(encoding="utf-8", errors="replace").splitlines():
+        lines = taken.read_text(encoding="utf-8", errors="replace").splitlines()
+        for number, line in enumerate(lines, 1):
             snap = parse_unrecorded_line(line)
             if snap is None:
-                if line.strip():
-                    log.warning("unusable line in %s: %r", name, line[:200])
+                if line.strip():  # not the line itself: it holds a caller's number
+                    log.warning("unusable line %d in %s (%d characters): skipped", number,
+                                name, len(line))
                 continue
             spool.put(KIND_UNRECORDED, snap.uniqueid, snap.to_json())
             journaled += 1
