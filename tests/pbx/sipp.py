@@ -311,11 +311,6 @@ class AgentPhone:
         self.uas.stop()
 
 
-_KEEP_REMOTE_FROM = """    <action>
-      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="remote_from"/>
-    </action>"""
-
-
 def register_agent(settings: Settings, extension: str, port: int) -> SippResult:
     """REGISTER `extension` from 127.0.0.1:`port` (digest auth with its generated password)."""
     password = load_secrets(settings).agent_passwords[extension]
@@ -359,12 +354,8 @@ def start_agent(
         "agent_ending_agent_hangs_up" if hangup == "agent" else "agent_ending_caller_hangs_up"
     )
     ending = (SCENARIOS / f"{fragment}.fragment.xml").read_text().format(**fields)
-    # The agent's own BYE is addressed To the caller's From ($remote_from); sipp refuses a
-    # scenario that sets a variable it never uses, so keep it only for that ending.
-    invite_action = _KEEP_REMOTE_FROM if hangup == "agent" else ""
     scenario = workdir / "agent.xml"
-    scenario.write_text((SCENARIOS / "agent_uas.xml").read_text().format(
-        ending=ending, invite_action=invite_action, **fields))
+    scenario.write_text((SCENARIOS / "agent_uas.xml").read_text().format(ending=ending, **fields))
     argv = _base_argv(settings, scenario, extension, port, free_port(span=4))
     argv += ["-m", str(calls)]
     uas = SippProcess(f"agent {extension}", argv, workdir)
