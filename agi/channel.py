@@ -4,7 +4,8 @@ The IVR and survey scripts (agi/ivr.py) only see `Channel`: play prompts, collec
 get and set channel variables, hang up. `AgiChannel` speaks FastAGI through pyst2; tests
 use a fake that replays a recorded exchange (tests/ivr/fake_channel.py).
 
-pyst2's `AGI` is subclassed to make it safe on a network socket: it parses the environment
+pyst2's `AGI` is subclassed to make it safe on a network socket and in a thread: it installs
+no signal handler, parses the environment
 without trusting its shape, reads "HANGUP" (FastAGI's asynchronous hang-up notice), "511
 dead channel" and end-of-file as a hang-up instead of failing on them, and writes its
 debug chatter nowhere.
@@ -69,8 +70,16 @@ class HotlineAgi(AGI):  # type: ignore[misc]
     """pyst2's AGI hardened for FastAGI sockets (see the module docstring)."""
 
     def __init__(self, stdin: io.TextIOBase, stdout: io.TextIOBase) -> None:
+        # Not AGI.__init__: it installs a SIGHUP handler, which only a process's main thread
+        # may do (and which means nothing over FastAGI, where a hang-up arrives as "HANGUP"
+        # on the socket). The server runs one session per thread (agi/server.py).
         self.eof = False
-        super().__init__(stdin=stdin, stdout=stdout, stderr=_Discard())
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = _Discard()
+        self._got_sighup = False
+        self.env: dict[str, str] = {}
+        self._get_agi_env()
 
     def _get_agi_env(self) -> None:
         for _ in range(MAX_ENV_LINES):

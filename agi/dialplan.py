@@ -6,6 +6,7 @@ name changed here changes in both places. Nothing here talks to Asterisk.
 Call flow (extensions.conf):
 
     from-citizens,<hotline number>,1
+      Set(HOTLINE_CALL_STARTED), push the hang-up handler hotline-unrecorded
       Set(HOTLINE_DIALLED=...) -> AGI(agi://host:port/ivr)
       AGISTATUS == SUCCESS and HOTLINE_QUEUE names a known queue -> Goto(queue-<HOTLINE_QUEUE>,s,1)
       otherwise                                                   -> Goto(queue-<default>,s,1)
@@ -13,6 +14,8 @@ Call flow (extensions.conf):
       Queue(<name>, c) ; the agent hanging up first continues the caller's channel
       an agent answered and hung up first  -> Goto(hotline-survey,s,1) -> AGI(.../survey)
       nobody answered (queue timeout)     -> goodbye, hang up
+    hotline-unrecorded,s,1 (hang-up handler, wherever the call is when it ends)
+      HOTLINE_IVR empty (the IVR never ran) -> one line to UNRECORDED_LOG
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ TRUNK_ENDPOINT: Final = "citizens"  # PJSIP endpoint of the trunk: channels PJSI
 CONTEXT_AGENTS: Final = "agents"  # agent softphones 8001-8020
 CONTEXT_SURVEY: Final = "hotline-survey"  # post-call survey (caller side)
 CONTEXT_PLAIN: Final = "plain"  # benchmark baseline (Answer, Wait)
+# Hang-up handler of every hotline call: writes a line to UNRECORDED_LOG if the IVR never ran.
+CONTEXT_UNRECORDED: Final = "hotline-unrecorded"
 QUEUE_CONTEXT_PREFIX: Final = "queue-"  # queue-<queue name>, extension "s"
 # Calling citizens back (回访), both entered from AMI Originate (hotline.ami.CallOriginator):
 # the agent answered, now dial the citizen (extension = the citizen's number) ...
@@ -52,6 +57,11 @@ VAR_QUEUE: Final = "HOTLINE_QUEUE"
 # FastAGI server's writer (docs/adr/0006-ivr-fastagi.md), so their id is not known during the
 # call; the contact is keyed by the channel's uniqueid (agi_uniqueid), which the survey uses.
 VAR_CONTACT_ID: Final = "HOTLINE_CONTACT_ID"
+# Set by the IVR AGI in its first command (to the call's linkedid): the IVR ran, so the
+# IVR records the call; the hang-up handler writes nothing.
+VAR_IVR_RAN: Final = "HOTLINE_IVR"
+# Set by the dialplan first thing: when the call came in (UTC epoch seconds, milliseconds).
+VAR_CALL_STARTED: Final = "HOTLINE_CALL_STARTED"
 # Set by the dialplan before the AGI: the number the citizen dialled (e.g. 12345).
 VAR_DIALLED: Final = "HOTLINE_DIALLED"
 # Set by the dialplan: "1" when the IVR AGI failed and the call went to the default queue.
@@ -69,6 +79,12 @@ VAR_CALL_REF: Final = "HOTLINE_CALL_REF"
 VAR_AGISTATUS: Final = "AGISTATUS"
 VAR_QUEUESTATUS: Final = "QUEUESTATUS"
 VAR_MEMBERINTERFACE: Final = "MEMBERINTERFACE"
+
+# --- the record of a call the IVR never saw ---------------------------------------------
+# Asterisk itself appends one line per such call (FILE()) to this file in its spool
+# directory, at hang-up: no FastAGI, no database needed. The AGI server's writer takes the
+# file over and journals each line as a contact (agi/spool.py, docs/adr/0006-ivr-fastagi.md).
+UNRECORDED_LOG: Final = "hotline-unrecorded.log"
 
 # --- extensions ------------------------------------------------------------------------
 EXTEN_PLAIN: Final = "12399"  # Answer, Wait, Hangup: the benchmark baseline

@@ -44,6 +44,7 @@ SURVEY_RATINGS = {
     "2": Satisfaction.BASICALLY_SATISFIED,
     "3": Satisfaction.DISSATISFIED,
 }
+MARK_IVR_RAN = f"${{SET({d.VAR_IVR_RAN}=${{CHANNEL(linkedid)}})}}"
 MENU_QUEUES = {"1": d.QUEUE_CONSULTATION, "2": d.QUEUE_COMPLAINT}
 TRANSFER_PROMPTS = {
     d.QUEUE_CONSULTATION: "transfer_consultation",
@@ -103,7 +104,9 @@ def ivr(channel: Channel, deps: IvrDeps) -> None:
         deps.now,
     )
     try:
-        call.snap.linkedid = clean_caller_id(channel.evaluate("${CHANNEL(linkedid)}")) or None
+        # One round trip: the linkedid, and the mark that the IVR ran (so the dialplan's
+        # hang-up handler leaves the record to us).
+        call.snap.linkedid = clean_caller_id(channel.evaluate(MARK_IVR_RAN)) or None
         _run_ivr(channel, deps, call, raw_caller)
     except ChannelHangup:
         if not call.finished:

@@ -1,6 +1,7 @@
 """The IVR's way to the case system: reads from the database, writes through the journal.
 
-One `RecordStore` per worker process (built after the fork). Its engine is tuned for a call
+One engine per worker process (built after the fork), one `RecordStore` per session thread
+over it (the per-call timings are the thread's). Its engine is tuned for a call
 that must not wait: a short connect timeout on PostgreSQL, a short busy timeout on SQLite,
 and `BEGIN IMMEDIATE` for SQLite write transactions (a deferred transaction that reads and
 then writes fails at once with SQLITE_BUSY_SNAPSHOT when another process wrote in between,
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 3
+# Connections per worker process, shared by its session threads: reads are short (a caller
+# look-up, a case look-up), so a few serve dozens of sessions. A call that cannot get one
+# within POOL_TIMEOUT_S goes on without the database (DatabaseDown), it is never held up.
+POOL_SIZE = 4
+POOL_OVERFLOW = 4
+POOL_TIMEOUT_S = 3
 
 
 class DatabaseDown(Exception):
@@ -44,8 +51,9 @@ class DatabaseDown(Exception):
 
 
 def make_ivr_engine(settings: Settings) -> Engine:
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
     if settings.sqlalchemy_url.startswith("sqlite"):
-        engine = make_engine(settings)
+        engine = make_engine(settings, **pool)
 
         @event.listens_for(engine, "connect")
         def _ivr_sqlite(dbapi_conn: Any, _record: Any) -> None:
@@ -60,13 +68,8 @@ def make_ivr_engine(settings: Settings) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    # One connection per worker at a time: workers x 1 must fit max_connections (ADR 0006).
-    return make_engine(
-        settings,
-        pool_size=1,
-        max_overflow=1,
-        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
-    )
+    # At most POOL_SIZE + POOL_OVERFLOW connections per worker process (ADR 0006).
+    return make_engine(settings, **pool, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
 
 
 class RecordStore:
@@ -82,6 +85,7 @@ class RecordStore:
         self.journal_s = 0.0  # time spent journaling records during the current call
 
     def close(self) -> None:
+        """Close the engine's connections (the owner of the engine only)."""
         self.engine.dispose()
 
     @contextmanager

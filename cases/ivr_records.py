@@ -216,9 +216,17 @@ def _citizen_for(session: Session, citizen_id: int | None, address: str | None) 
 
 
 def apply_contact_snapshot(
-    session: Session, snap: ContactSnapshot, *, resolve_citizen: bool = True
-) -> int:
+    session: Session,
+    snap: ContactSnapshot,
+    *,
+    resolve_citizen: bool = True,
+    only_if_absent: bool = False,
+) -> int | None:
     """Insert or update the contact of call `snap.uniqueid` to the snapshot's state; its id.
+
+    `only_if_absent`: insert, or leave an existing contact of that call alone (and return
+    None): the record Asterisk wrote for a call whose IVR never ran is a fallback, whatever
+    the IVR or the survey recorded wins.
 
     One INSERT ... ON CONFLICT statement (SQLite and PostgreSQL), so a write holds the
     database's write lock for as short a time as possible: hundreds of calls a second write
@@ -249,6 +257,10 @@ def apply_contact_snapshot(
     }
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(table).values(**values)
+    if only_if_absent:
+        done = stmt.on_conflict_do_nothing(index_elements=["asterisk_uniqueid"])
+        inserted: int | None = session.execute(done.returning(table.c.id)).scalar_one_or_none()
+        return inserted
     # The survey (after the agent) may already have moved the contact on: never go back.
     answered = table.c.outcome == ContactOutcome.ANSWERED
     fixed = ("channel", "direction", "asterisk_uniqueid")

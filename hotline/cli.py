@@ -323,12 +323,15 @@ def _check_agi_port_free(settings: Settings) -> None:
 @main.command("agi")
 @click.option("--host", default=None, help="Bind address (default: settings pbx.agi_host).")
 @click.option("--port", default=None, type=int, help="Port (default: settings pbx.agi_port).")
-@click.option("--min-spare", default=8, show_default=True, help="Idle workers kept ready.")
+@click.option("--min-spare", default=8, show_default=True,
+              help="Free session threads kept ready.")
 @click.option("--max-workers", default=None, type=int,
-              help="Most calls in the IVR at once (one worker process each); default: "
+              help="Most calls in the IVR at once (a session thread each, 32 per worker "
+                   "process); default: "
                    "settings ivr.agi_max_workers, or derived from ivr.agi_peak_calls_per_s "
                    "x ivr.agi_mean_session_s.")
-@click.option("--initial-workers", default=16, show_default=True)
+@click.option("--initial-workers", default=16, show_default=True,
+              help="Session threads started at once (rounded up to whole workers).")
 @click.option("--stats-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Append one JSON line per AGI session (timings) to this file.")
 @click.pass_obj

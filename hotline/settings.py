@@ -71,11 +71,12 @@ class IvrSettings(BaseModel):
     repeat_caller_window_h: int = 24
     menu_timeout_ms: int = 5000
     menu_retries: int = 2
-    # The FastAGI pool (agi/server.py): one worker process per call in the IVR at once.
-    # Unless `agi_max_workers` is set, its cap comes from the expected peak (Little's law:
-    # calls/s x seconds per AGI session, plus a quarter), at least 16 and at most 64 per
-    # CPU core. Calls beyond the cap wait in a listen backlog as long as the cap; beyond
-    # that Asterisk's connect fails and the dialplan sends them to the default queue.
+    # The FastAGI pool (agi/server.py): one session thread per call in the IVR at once, 32
+    # per pre-forked worker process. Unless `agi_max_workers` (sessions) is set, its cap
+    # comes from the expected peak (Little's law: calls/s x seconds per AGI session, plus a
+    # quarter), at least 16 and at most 256 per CPU core. Calls beyond the cap wait in a
+    # listen backlog as long as the cap; beyond that Asterisk's connect fails and the
+    # dialplan sends them to the default queue (and Asterisk records them itself).
     agi_peak_calls_per_s: float = Field(default=5.0, gt=0)
     agi_mean_session_s: float = Field(default=20.0, gt=0)
     agi_max_workers: int = Field(default=0, ge=0)

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from agi.dialplan import UNRECORDED_LOG
 from hotline.asterisk_chroot import DevPbx
 from hotline.settings import Settings
 from tests.pbx.conftest import make_pbx_settings
@@ -54,10 +55,13 @@ def ivr_pbx(ivr_pbx_settings: Settings) -> Iterator[DevPbx]:
 
 @pytest.fixture
 def ivr_queues(ivr_pbx: DevPbx) -> Iterator[DevPbx]:
-    """Remove dynamic queue members afterwards; clear the trace log before."""
+    """Remove dynamic queue members afterwards; clear the trace log and the PBX's record of
+    calls without the IVR (each test has a database of its own) before."""
     trace = ivr_pbx.log_path("ivr-trace.log")
     if trace.exists():
         trace.write_text("")
+    for leftover in (ivr_pbx.inst_dir / "spool").glob(f"{UNRECORDED_LOG}*"):
+        leftover.unlink()
     yield ivr_pbx
     from agi.dialplan import QUEUES
 
@@ -78,6 +82,9 @@ def agi_env(db_settings: Settings, pbx_settings: Settings, **ivr: Any) -> dict[s
             "HOTLINE_DATABASE_URL": db_settings.database_url.get_secret_value(),
             "HOTLINE_PBX__AGI_HOST": "127.0.0.1",
             "HOTLINE_PBX__AGI_PORT": str(pbx_settings.pbx.agi_port),
+            # The writer reads the calls this PBX recorded without the IVR (its spool).
+            "HOTLINE_PBX__CHROOT_DIR": str(pbx_settings.pbx.chroot_dir),
+            "HOTLINE_PBX__INSTANCE": pbx_settings.pbx.instance,
         }
     )
     for key, value in ivr.items():

@@ -28,7 +28,6 @@ from hotline.asterisk_chroot import DevPbx
 from hotline.services import Services
 from tests.factories import PASSWORD, Org, make_org
 from tests.ivr.conftest import AgiProcess, wait_until
-from tests.ivr.dtmf import dtmf
 from tests.pbx import sipp
 from tests.pbx.test_dev_pbx import channel_vars, queue_callers
 
@@ -94,7 +93,7 @@ def test_press_2_reaches_the_complaint_queue_and_agent_8001_answers(
         add_member(ivr_pbx, "8001", dialplan.QUEUE_COMPLAINT)
         call = sipp.citizen_call(
             settings, caller="13800000011",
-            steps=[sipp.pause(1500), dtmf("2"), sipp.pause(12000)],
+            steps=[sipp.pause(1500), sipp.dtmf("2"), sipp.pause(12000)],
         )
         call_result = call.wait(60)
         agent_result = agent.wait(30)
@@ -146,7 +145,7 @@ def test_survey_after_the_agent_hangs_up_stores_satisfied_against_contact_and_ag
         # the survey starts; the caller presses 1; the PBX hangs up after the thanks.
         call = sipp.citizen_call(
             settings, caller="13800138000",
-            steps=[sipp.pause(1500), dtmf("2"), sipp.pause(11500), dtmf("1")],
+            steps=[sipp.pause(1500), sipp.dtmf("2"), sipp.pause(11500), sipp.dtmf("1")],
             ending="pbx", bye_timeout_ms=30000,
         )
         call_result = call.wait(60)
@@ -185,8 +184,8 @@ def test_known_citizen_hears_case_progress_by_number(
     # 3 during the welcome, then the number (dash-less) and #; listen to the read-back.
     call = sipp.citizen_call(
         ivr_pbx.settings, caller="13800138000",
-        steps=[sipp.pause(1500), dtmf("3"), sipp.pause(1500),
-               dtmf(CASE_NUMBER.replace("-", "") + "#"), sipp.pause(30000)],
+        steps=[sipp.pause(1500), sipp.dtmf("3"), sipp.pause(1500),
+               sipp.dtmf(CASE_NUMBER.replace("-", "") + "#"), sipp.pause(30000)],
     )
     result = call.wait(60)
     assert result.ok, result.describe()
@@ -220,7 +219,7 @@ def test_garbage_then_silence_goes_to_an_agent_in_the_default_queue(
         add_member(ivr_pbx, "8001", settings.ivr.default_queue)
         call = sipp.citizen_call(
             settings, caller="13800000044",
-            steps=[sipp.pause(1500), dtmf("9"), sipp.pause(38000)],
+            steps=[sipp.pause(1500), sipp.dtmf("9"), sipp.pause(38000)],
         )
         agent_result = agent.wait(60)
         call_result = call.wait(60)
@@ -278,7 +277,7 @@ def test_unusable_caller_ids_still_get_the_menu(
 ) -> None:
     agi_server()
     call = sipp.citizen_call(ivr_pbx.settings, caller=caller, display='Evil "quoted" name',
-                             steps=[sipp.pause(1500), dtmf("1"), sipp.pause(9000)])
+                             steps=[sipp.pause(1500), sipp.dtmf("1"), sipp.pause(9000)])
     try:
         waiting = wait_until(
             "the caller in the consultation queue",
@@ -309,7 +308,7 @@ def test_callback_offered_when_nobody_can_answer_and_listed_for_agents(
     # end: the IVR offers a callback and the caller takes it (1).
     call = sipp.citizen_call(
         ivr_pbx.settings, caller="13800138000",
-        steps=[sipp.pause(1500), dtmf("2"), sipp.pause(2500), dtmf("1")],
+        steps=[sipp.pause(1500), sipp.dtmf("2"), sipp.pause(2500), sipp.dtmf("1")],
         ending="pbx", bye_timeout_ms=30000,
     )
     result = call.wait(60)
@@ -350,7 +349,7 @@ def test_fastagi_down_caller_still_queued_and_survey_records_the_call(
     # creates the call's record with the rating.
     call = sipp.citizen_call(
         settings, caller="13800000055",
-        steps=[sipp.pause(6000), *(dtmf("1", gap_ms=1500) for _ in range(12))],
+        steps=[sipp.pause(6000), *(sipp.dtmf("1", gap_ms=1500) for _ in range(12))],
         ending="pbx", bye_timeout_ms=30000,
     )
     agent = None

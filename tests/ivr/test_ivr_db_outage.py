@@ -33,7 +33,6 @@ from hotline.services import Services
 from hotline.settings import Settings
 from tests.factories import make_org
 from tests.ivr.conftest import start_agi_server, wait_until
-from tests.ivr.dtmf import dtmf
 from tests.pbx import sipp
 
 pytestmark = pytest.mark.pbx
@@ -154,7 +153,7 @@ def test_database_stopped_during_calls_calls_routed_and_recorded_afterwards(
             # 2 (complaint) during the welcome; the agent, then the survey.
             calls[caller] = sipp.citizen_call(
                 ivr_pbx_settings, caller=caller,
-                steps=[sipp.pause(1500), dtmf("2"), sipp.pause(16000)],
+                steps=[sipp.pause(1500), sipp.dtmf("2"), sipp.pause(16000)],
             )
 
         for caller in CALLERS_BEFORE:

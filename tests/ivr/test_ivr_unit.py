@@ -3,6 +3,8 @@ Asterisk 22 replayed over a socket, a fake record store, and the journal on disk
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -16,7 +18,14 @@ from agi.channel import HotlineAgi
 from agi.ivr import IvrDeps
 from agi.records import RecordStore
 from agi.server import handle_connection
-from agi.spool import Spool, replay_once, spool_dir
+from agi.spool import (
+    KIND_UNRECORDED,
+    Spool,
+    collect_unrecorded,
+    parse_unrecorded_line,
+    replay_once,
+    spool_dir,
+)
 from cases.ivr_records import (
     CallerInfo,
     ContactSnapshot,
@@ -102,7 +111,7 @@ def test_garbage_caller_ids_are_cleaned_and_the_menu_still_runs(
 ) -> None:
     exchange = [
         *env_block(agi_callerid=raw),
-        (">", 'GET FULL VARIABLE "${CHANNEL(linkedid)}"'),
+        (">", 'GET FULL VARIABLE "${SET(HOTLINE_IVR=${CHANNEL(linkedid)})}"'),
         ("<", "200 result=1 (1.1)"),
         (">", 'STREAM FILE hotline/zh/welcome "0123456789*#"'),
         ("<", "200 result=50 endpos=100"),  # "2"
@@ -232,3 +241,89 @@ def test_repeat_and_blocked_callers(services: Services) -> None:
         assert lookup_caller(s, "13900000001", now=now, repeat_window=window).repeat
         assert not lookup_caller(s, "13900000002", now=now, repeat_window=window).repeat
         assert lookup_caller(s, "anonymous", now=now, repeat_window=window).number is None
+
+
+# ---- calls the IVR never saw: Asterisk's hang-up record (agi/spool.py) -----------------
+
+
+def _line(uniqueid: str = "1795835981.42", caller: str = "13800138000", **extra: str) -> str:
+    fields = {
+        "v": "1", "uniqueid": uniqueid, "linkedid": uniqueid, "caller": caller,
+        "dialled": "12345", "started": "1795835981.250", "ended": "1795835984.500",
+        "agistatus": "FAILURE", "queue": "consultation", "agent": "", "cause": "16",
+    }
+    fields.update(extra)
+    for text in ("uniqueid", "linkedid", "caller", "dialled", "queue", "agent"):
+        fields[text] = base64.b64encode(f"x{fields[text]}".encode()).decode()
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def test_unrecorded_line_becomes_a_contact_saying_the_ivr_never_ran() -> None:
+    snap = parse_unrecorded_line(_line())
+    assert snap is not None
+    assert (snap.uniqueid, snap.linkedid) == ("1795835981.42", "1795835981.42")
+    assert (snap.from_address, snap.to_address) == ("13800138000", "12345")
+    assert snap.started_at == dt.datetime(2026, 11, 28, 3, 19, 41, 250000, tzinfo=dt.UTC)
+    assert snap.ended_at is not None and (snap.ended_at - snap.started_at).total_seconds() == 3.25
+    assert snap.outcome == ContactOutcome.FAILED
+    assert snap.outcome_reason == "IVR never ran (AGISTATUS=FAILURE)"
+    assert [s["step"] for s in snap.ivr_path] == ["ivr_not_run", "route", "hangup"]
+    assert snap.queue == "consultation"
+    answered = parse_unrecorded_line(_line(agent="PJSIP/8001"))
+    assert answered is not None and answered.outcome == ContactOutcome.ANSWERED
+    assert answered.outcome_reason == "IVR never ran (AGISTATUS=FAILURE); answered by 8001"
+
+
+@pytest.mark.parametrize("line", [
+    "", "garbage", _line(uniqueid=""), _line(v="2"), _line(started="x", ended="y"),
+    "v=1 uniqueid=%%% started=1 ended=2", "v=1 uniqueid=MTIz started=1 ended=2",
+])
+def test_unusable_unrecorded_lines_are_skipped(line: str) -> None:
+    assert parse_unrecorded_line(line) is None
+
+
+def test_unrecorded_line_values_are_never_trusted() -> None:
+    snap = parse_unrecorded_line(_line(caller='"><script>\n13800138000', queue="../etc",
+                                       agistatus="x", started="1e300", dialled=""))
+    assert snap is not None
+    assert snap.from_address == "script13800138000"  # cleaned like any caller ID
+    assert snap.queue is None and snap.to_address is None
+    assert snap.started_at == snap.ended_at  # an impossible start: the end stands in
+    assert snap.ivr_path[0]["agi_status"] == "UNKNOWN"
+    early = parse_unrecorded_line(_line(agistatus=""))
+    assert early is not None and early.ivr_path[0]["agi_status"] == "NOT_REACHED"
+
+
+def test_unrecorded_log_is_taken_over_journaled_once_and_deduplicated(
+    services: Services, settings: Settings, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "pbx-spool" / "hotline-unrecorded.log"
+    log_path.parent.mkdir()
+    spool = Spool(spool_dir(settings))
+    log_path.write_text(_line("1.1") + "\n" + _line("1.2") + "\nnot a record\n")
+    assert collect_unrecorded(log_path, spool) == 0  # renamed; read once it settled
+    assert not log_path.exists()
+    log_path.write_text(_line("1.3") + "\n")  # Asterisk's next line starts a new file
+    assert collect_unrecorded(log_path, spool, settle_s=0) == 2
+    assert collect_unrecorded(log_path, spool, settle_s=0) == 1
+    assert collect_unrecorded(log_path, spool, settle_s=0) == 0
+    assert list(log_path.parent.iterdir()) == []
+    # Call 1.1 also has the IVR's own record, call 1.2's arrives after Asterisk's: either
+    # way one contact per call, and the IVR's record wins.
+    store = RecordStore(settings)
+    ivr_snap = ContactSnapshot(uniqueid="1.1", started_at=dt.datetime.now(dt.UTC),
+                               from_address="13800138000", queue="complaint")
+    with store.write_transaction() as s:
+        apply_contact_snapshot(s, ivr_snap)
+    assert replay_once(spool, store.write_transaction).applied == 3
+    store.save_contact(dataclasses.replace(ivr_snap, uniqueid="1.2"))
+    spool.put(KIND_UNRECORDED, "1.3", parse_unrecorded_line(_line("1.3")).to_json())  # type: ignore[union-attr]
+    assert replay_once(spool, store.write_transaction).applied == 2
+    with services.session_factory() as s:
+        rows = {c.asterisk_uniqueid: c for c in s.scalars(select(Contact))}
+    assert sorted(rows) == ["1.1", "1.2", "1.3"]
+    assert rows["1.1"].queue == "complaint" and rows["1.1"].outcome == ContactOutcome.IN_PROGRESS
+    assert rows["1.2"].queue == "complaint" and rows["1.2"].ivr_path == []
+    assert rows["1.3"].outcome == ContactOutcome.FAILED
+    assert rows["1.3"].ivr_path[0]["step"] == "ivr_not_run"
+    store.close()

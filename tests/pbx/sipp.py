@@ -13,10 +13,12 @@ it when a call failed.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import random
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -69,14 +71,66 @@ def pause(ms: int) -> str:
     return f'  <pause milliseconds="{int(ms)}"/>'
 
 
+# Each press gets its own copy of the digit's pcap with the RTP sequence numbers and
+# timestamps moved forward. sipp's pcaps (one per digit) carry fixed numbers, so played one
+# after another they repeat or go backwards, and Asterisk's RTP stack drops such events as
+# duplicates or stale: the first digit of a call arrives, later ones often do not.
+_PCAP_HEADER = 24
+_RECORD_HEADER = 16
+_RTP_HEADER = 12
+_RTP_EVENT = 4
+_PRESS_SEQ_STEP = 16  # a digit's pcap has at most 10 packets
+_PRESS_TS_STEP = 8000  # one second of the 8 kHz RTP clock per press
+_pcap_dir: Path | None = None
+_presses = itertools.count(1)
+
+
+def _dtmf_pcap(digit: str, press: int) -> Path:
+    """The digit's pcap with sequence numbers and timestamps starting after press `press - 1`."""
+    global _pcap_dir
+    name = DTMF_NAMES.get(digit, digit)
+    source = DTMF_PCAPS / f"dtmf_2833_{name}.pcap"
+    if not source.is_file():
+        raise ValueError(f"no DTMF pcap for {digit!r} ({source})")
+    data = bytearray(source.read_bytes())
+    seq_base = 1000 + press * _PRESS_SEQ_STEP
+    ts_base = 100_000 + press * _PRESS_TS_STEP
+    first: tuple[int, int] | None = None
+    off = _PCAP_HEADER
+    while off < len(data):
+        length = struct.unpack_from("<I", data, off + 8)[0]  # captured length
+        rtp = off + _RECORD_HEADER + length - _RTP_HEADER - _RTP_EVENT
+        seq, ts = struct.unpack_from("!HI", data, rtp + 2)
+        first = first or (seq, ts)
+        struct.pack_into("!HI", data, rtp + 2, (seq - first[0] + seq_base) & 0xFFFF,
+                         (ts - first[1] + ts_base) & 0xFFFFFFFF)
+        off += _RECORD_HEADER + length
+    if _pcap_dir is None:
+        _pcap_dir = Path(tempfile.mkdtemp(prefix="sipp-dtmf-"))
+    out = _pcap_dir / f"dtmf_{press:06d}_{name}.pcap"
+    out.write_bytes(bytes(data))
+    return out
+
+
+def rtp_events(pcap: Path) -> list[tuple[int, int]]:
+    """(sequence number, timestamp) of each RTP event in a DTMF pcap, for tests."""
+    data = pcap.read_bytes()
+    out = []
+    off = _PCAP_HEADER
+    while off < len(data):
+        length = struct.unpack_from("<I", data, off + 8)[0]
+        rtp = off + _RECORD_HEADER + length - _RTP_HEADER - _RTP_EVENT
+        out.append(struct.unpack_from("!HI", data, rtp + 2))
+        off += _RECORD_HEADER + length
+    return out
+
+
 def dtmf(digits: str, gap_ms: int = DTMF_GAP_MS) -> str:
-    """Send digits as RFC 2833 events (the pcaps sipp ships), one every `gap_ms`."""
+    """Send digits as RFC 4733 events, one every `gap_ms`; each press a distinct RTP event
+    (sequence numbers and timestamps only ever increase within a call, and across calls)."""
     out = []
     for d in digits:
-        name = DTMF_NAMES.get(d, d)
-        pcap = DTMF_PCAPS / f"dtmf_2833_{name}.pcap"
-        if not pcap.is_file():
-            raise ValueError(f"no DTMF pcap for {d!r} ({pcap})")
+        pcap = _dtmf_pcap(d, next(_presses))
         out.append(
             f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n{pause(gap_ms)}'
         )
