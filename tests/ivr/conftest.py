@@ -139,7 +139,7 @@ def start_agi_server(
         proc = subprocess.Popen(argv, cwd=REPO, env=agi_env(db_settings, pbx_settings, **ivr),
                                 stdout=log_file, stderr=subprocess.STDOUT, text=True)
     server = AgiProcess(proc, port, stats, log_path, var / "spool" / "agi")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded CI machine can take long to fork the pool
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"hotline agi exited ({proc.returncode}):\n{server.log()}")
