@@ -18,8 +18,10 @@ class CountingDecoder:
         self.bytes += len(pcm)
         return Hypothesis(f"w{self.bytes // 1600}", False, [])
 
-    async def finish(self) -> Hypothesis:
-        return Hypothesis(f"utterance of {self.bytes // 16} ms", True, [])
+    async def endpoint(self) -> Hypothesis:
+        self.backend.endpoints += 1
+        text, self.bytes = f"utterance of {self.bytes // 16} ms", 0
+        return Hypothesis(text, True, [])
 
     async def aclose(self) -> None:
         self.backend.open_decoders -= 1
@@ -33,6 +35,8 @@ class FakeBackend:
         self.accept_calls = 0
         self.bytes_decoded = 0
         self.open_decoders = 0
+        self.opened = 0  # decoders ever opened (one per party stream that spoke)
+        self.endpoints = 0
 
     def try_open_slot(self) -> bool:
         return self.slots.try_take()
@@ -45,6 +49,7 @@ class FakeBackend:
 
     async def open(self, sample_rate: int) -> CountingDecoder:
         self.open_decoders += 1
+        self.opened += 1
         return CountingDecoder(self)
 
     def health(self) -> dict[str, Any]:
