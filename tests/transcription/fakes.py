@@ -10,18 +10,24 @@ from transcription.recognizer import Hypothesis, Slots
 class CountingDecoder:
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
-        self.bytes = 0
+        self.bytes = 0  # this utterance's
+        self.fed = 0  # the stream's, in decoder time (what the gate skipped is not in it)
+        self.utterance_from = 0
 
     async def accept(self, pcm: bytes) -> Hypothesis:
         self.backend.accept_calls += 1
         self.backend.bytes_decoded += len(pcm)
+        if not self.bytes:
+            self.utterance_from = self.fed
         self.bytes += len(pcm)
+        self.fed += len(pcm)
         return Hypothesis(f"w{self.bytes // 1600}", False, [])
 
     async def endpoint(self) -> Hypothesis:
         self.backend.endpoints += 1
         text, self.bytes = f"utterance of {self.bytes // 16} ms", 0
-        return Hypothesis(text, True, [])
+        word = {"word": "w", "start": self.utterance_from / 16000, "end": self.fed / 16000}
+        return Hypothesis(text, True, [word])
 
     async def aclose(self) -> None:
         self.backend.open_decoders -= 1

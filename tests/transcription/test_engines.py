@@ -84,3 +84,32 @@ async def test_all_endpoints_down_buffers_nothing_and_raises_cleanly() -> None:
         raise AssertionError("expected ConnectionError")
     finally:
         remote.release_slot()
+
+
+async def test_a_recycled_recognizer_starts_the_next_call_afresh(vosk_model: Any,
+                                                                 speech_pcm: bytes):
+    """A stream's decoder keeps its adaptation between utterances (endpoint = Result()), but
+    the next call on the recycled recognizer must not inherit the last caller's: Vosk's
+    FinalResult() does not reset a recognizer that was just endpointed, finish() makes sure."""
+    utterances = [u for _, _, u in split_utterances(speech_pcm, EnergyGate())]
+    fresh = vosk_engine.decode_pcm(vosk_model, speech_pcm)
+    backend = _backend(vosk_model)
+    try:
+        first = await backend.open(8000)
+        for u in utterances:  # a call that ends right after an endpoint
+            await first.accept(u)
+            await first.endpoint()
+        await first.aclose()
+        second = await backend.open(8000)
+        assert second._rec is not None and backend._idle[8000] == []  # the recycled one
+        texts = []
+        for i in range(0, len(speech_pcm), 1600):
+            h = await second.accept(speech_pcm[i : i + 1600])
+            if h.final and h.text:
+                texts.append(h.text)
+        h = await second.endpoint()
+        texts.append(h.text)
+        await second.aclose()
+    finally:
+        backend.close()
+    assert " ".join(t for t in texts if t) == fresh
