@@ -144,10 +144,10 @@ class VoskBackend:
     """In-process Vosk: `workers` decoder threads, `workers * streams_per_worker` utterances
     decoded live at once (slots); a recognizer per party stream, held for the call.
 
-    Recognizers are recycled: FinalResult() resets one for the next utterance but keeps what
+    Recognizers are recycled across calls: finish() resets one for the next call but keeps what
     it has composed of the decoding graph. A fresh recognizer of a lookahead model (HCLr + Gr)
     composes as it goes and costs about 7x the CPU of a warm one on its first utterances
-    (measured: 2.6 s vs 0.38 s CPU for 4.8 s of speech), so one per utterance would waste
+    (measured: 2.6 s vs 0.38 s CPU for 4.8 s of speech), so a new one per call would waste
     most of the machine."""
 
     name = "vosk"
