@@ -3,10 +3,14 @@
     transcribe(meta, chunks: AsyncIterable[bytes]) -> AsyncIterator[Segment]
 
 `GatedRecognizer` implements it once for every backend (in-process Vosk, remote
-Vosk-server endpoints): a voice-activity gate cuts the party's audio into utterances; an
-utterance takes a decoding *slot* from the backend only while someone speaks, so a listening
-party costs one RMS per 20 ms. When no slot is free the utterance is buffered and decoded
-after the call (segments marked `delayed`): audio keeps flowing, the call is never touched.
+Vosk-server endpoints): a voice-activity gate cuts the party's audio into utterances and only
+the voiced audio (pre-roll + speech + hang-over) is fed to the decoder, so a listening party
+costs one RMS per 20 ms. Each party stream keeps *one* decoder for the whole call (the
+recognizer's online adaptation and context survive between utterances); at the end of an
+utterance the decoder is told to close the sentence (`endpoint()`), which keeps its state.
+A decoding *slot* (= live decoding capacity, i.e. CPU) is held only while someone speaks.
+When no slot is free the utterance is buffered and decoded after the call (segments marked
+`delayed`): audio keeps flowing, the call is never touched.
 """
 
 from __future__ import annotations
@@ -35,13 +39,18 @@ class Hypothesis:
 
 
 class Decoder(Protocol):
-    """One utterance being decoded (holds a slot until closed)."""
+    """One party stream being decoded, utterance after utterance (slots are taken apart)."""
 
     async def accept(self, pcm: bytes) -> Hypothesis: ...
 
-    async def finish(self) -> Hypothesis: ...
+    async def endpoint(self) -> Hypothesis:
+        """Close the current sentence now (the gate saw its end) and return it as final;
+        the decoder keeps its adaptation for the stream's next utterance."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """The stream is over (the backend may recycle the decoder for another call)."""
+        ...
 
 
 class DecoderBackend(Protocol):
@@ -57,7 +66,9 @@ class DecoderBackend(Protocol):
 
     def release_slot(self) -> None: ...
 
-    async def open(self, sample_rate: int) -> Decoder: ...
+    async def open(self, sample_rate: int) -> Decoder:
+        """A decoder for one party stream (held for the whole call; it holds no slot)."""
+        ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -151,11 +162,14 @@ class GatedRecognizer:
         gate = self._gate_factory(rate)
         backlog: list[tuple[int, int, bytes]] = []
 
-        decoder: Decoder | None = None
+        decoder: Decoder | None = None  # the stream's decoder, opened at its first utterance
+        live = False  # the current utterance is decoded live (and holds a slot)
         delayed_pcm: bytearray | None = None
         pending = bytearray()
         seg_start = 0
         pos_ms = 0  # stream time of the end of `pending`
+        fed_ms = 0  # decoder time: audio fed to the decoder so far (silences are skipped)
+        offset_ms = 0  # stream time minus decoder time, for the current utterance
         last_partial_at = 0
         last_partial = ""
 
@@ -164,14 +178,36 @@ class GatedRecognizer:
             return Segment(meta.contact_id, meta.speaker, self.normalise(text), final,
                            start, end, delayed, list(words))
 
+        def stream_times(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            """Word times from decoder time (skipped silences missing) to stream time."""
+            shift = offset_ms / 1000
+            return [{**w, "start": round(w["start"] + shift, 3), "end": round(w["end"] + shift, 3)}
+                    if "start" in w and "end" in w else w for w in words]
+
+        async def open_decoder() -> Decoder:
+            nonlocal decoder
+            if decoder is None:
+                decoder = await self.backend.open(rate)
+            return decoder
+
+        def begin(at_ms: int) -> None:
+            nonlocal pos_ms, offset_ms
+            pos_ms = at_ms
+            offset_ms = at_ms - fed_ms
+
+        async def decode(pcm: bytes) -> Hypothesis:
+            nonlocal fed_ms
+            assert decoder is not None
+            fed_ms += len(pcm) // bytes_per_ms
+            return await decoder.accept(pcm)
+
         async def feed(pcm: bytes) -> AsyncIterator[Segment]:
             nonlocal seg_start, last_partial_at, last_partial, pos_ms
-            assert decoder is not None
             pos_ms += len(pcm) // bytes_per_ms
-            hyp = await decoder.accept(pcm)
-            if hyp.final:
+            hyp = await decode(pcm)
+            if hyp.final:  # Vosk's own endpointing closed a sentence inside the utterance
                 if hyp.text.strip():
-                    yield seg(hyp.text, True, seg_start, pos_ms, hyp.words)
+                    yield seg(hyp.text, True, seg_start, pos_ms, stream_times(hyp.words))
                 seg_start = pos_ms
                 last_partial, last_partial_at = "", pos_ms
             elif hyp.text.strip() and (
@@ -181,21 +217,21 @@ class GatedRecognizer:
                 yield seg(hyp.text, False, seg_start, pos_ms)
 
         async def end_utterance(end_ms: int) -> AsyncIterator[Segment]:
-            """Close the utterance: decode what is left and free the slot (live), or keep
-            its audio for after the call (delayed)."""
-            nonlocal decoder, pending, delayed_pcm
+            """Close the utterance: decode what is left, end the sentence and free the slot
+            (live), or keep its audio for after the call (delayed)."""
+            nonlocal live, pending, delayed_pcm
             self.stats["speech_ms"] += end_ms - seg_start
-            if decoder is not None:
+            if live:
+                assert decoder is not None
                 if pending:
                     async for s in feed(bytes(pending)):
                         yield s
                     pending = bytearray()
-                hyp = await decoder.finish()
-                await decoder.aclose()
-                decoder = None
+                hyp = await decoder.endpoint()
+                live = False
                 self.backend.release_slot()
                 if hyp.text.strip():
-                    yield seg(hyp.text, True, seg_start, end_ms, hyp.words)
+                    yield seg(hyp.text, True, seg_start, end_ms, stream_times(hyp.words))
             elif delayed_pcm is not None:
                 backlog.append((seg_start, end_ms, bytes(delayed_pcm)))
                 delayed_pcm = None
@@ -207,30 +243,27 @@ class GatedRecognizer:
                     if ev.kind == "start":
                         self.stats["utterances"] += 1
                         seg_start = ev.at_ms
-                        pos_ms = ev.at_ms
                         last_partial, last_partial_at = "", seg_start
                         if self.backend.try_open_slot():
+                            live = True
                             self.stats["live"] += 1
-                            try:
-                                decoder = await self.backend.open(rate)
-                            except Exception:
-                                self.backend.release_slot()
-                                raise
+                            await open_decoder()
+                            begin(ev.at_ms)
                             pending = bytearray(ev.pcm)
                         else:
                             self.stats["delayed"] += 1
                             delayed_pcm = bytearray(ev.pcm)
                     elif ev.kind == "speech":
-                        if decoder is not None:
+                        if live:
                             pending += ev.pcm
                         elif delayed_pcm is not None:
                             delayed_pcm += ev.pcm
                     else:  # end of utterance
                         async for s in end_utterance(ev.at_ms):
                             yield s
-                # Whole 100 ms batches: the decoder sees the same chunks whatever the
-                # network's framing (Vosk's results depend a little on chunking).
-                while decoder is not None and len(pending) >= batch_bytes:
+                # Whole 100 ms batches from the utterance's start: the decoder sees the same
+                # chunks whatever the network's framing (Vosk's results depend on chunking).
+                while live and len(pending) >= batch_bytes:
                     batch, pending = bytes(pending[:batch_bytes]), pending[batch_bytes:]
                     async for s in feed(batch):
                         yield s
@@ -238,31 +271,31 @@ class GatedRecognizer:
             for ev in gate.flush():
                 async for s in end_utterance(ev.at_ms):
                     yield s
-        finally:
-            if decoder is not None:  # cancelled or failed mid-utterance
-                await decoder.aclose()
-                self.backend.release_slot()
-        # After the call: what could not be decoded live, in order, as capacity frees up.
-        for start, end, pcm in backlog:
-            await self.backend.wait_slot()
-            try:
-                dec = await self.backend.open(rate)
-                try:
-                    step = batch_bytes
-                    words: list[dict[str, Any]] = []
-                    texts: list[str] = []
-                    for i in range(0, len(pcm), step):
-                        hyp = await dec.accept(pcm[i : i + step])
-                        if hyp.final and hyp.text.strip():
-                            texts.append(hyp.text)
-                            words += hyp.words
-                    hyp = await dec.finish()
-                    if hyp.text.strip():
+            # After the call: what could not be decoded live, in order, as capacity frees up,
+            # on the same decoder (its adaptation to this speaker helps).
+            for start, end, pcm in backlog:
+                await self.backend.wait_slot()
+                live = True
+                texts: list[str] = []
+                words: list[dict[str, Any]] = []
+                await open_decoder()
+                assert decoder is not None
+                begin(start)
+                for i in range(0, len(pcm), batch_bytes):
+                    hyp = await decode(pcm[i : i + batch_bytes])
+                    if hyp.final and hyp.text.strip():
                         texts.append(hyp.text)
-                        words += hyp.words
-                finally:
-                    await dec.aclose()
-            finally:
+                        words += stream_times(hyp.words)
+                hyp = await decoder.endpoint()
+                live = False
                 self.backend.release_slot()
-            if texts:
-                yield seg(" ".join(texts), True, start, end, words, delayed=True)
+                if hyp.text.strip():
+                    texts.append(hyp.text)
+                    words += stream_times(hyp.words)
+                if texts:
+                    yield seg(" ".join(texts), True, start, end, words, delayed=True)
+        finally:
+            if live:  # cancelled or failed mid-utterance
+                self.backend.release_slot()
+            if decoder is not None:
+                await decoder.aclose()

@@ -1,8 +1,10 @@
 """Remote decoding on Vosk-server-compatible websocket endpoints, so capacity grows by adding
 machines. The protocol (alphacep/vosk-server): send ``{"config": {"sample_rate": 8000}}``,
 then binary audio, each answered by ``{"partial": ...}`` or ``{"text": ..., "result": [...]}``;
-``{"eof": 1}`` is answered by the final result. One connection per utterance: the gate
-already cut the audio, and `eof` is the only way that protocol flushes a sentence.
+``{"eof": 1}`` is answered by the final result. One connection per utterance (opened at its
+first audio, closed by `endpoint()`): the gate already cut the audio, and `eof` is the only way
+that protocol flushes a sentence, so a remote decoder cannot keep its adaptation between
+utterances as the in-process one does.
 
 `serve_vosk_compatible` is a small server of the same protocol on our own Vosk engine (tests,
 and a second machine that has this package but not vosk-server).
@@ -36,20 +38,35 @@ def _parse(raw: str | bytes) -> Hypothesis:
 
 
 class RemoteDecoder:
-    def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
+    """One party stream; a connection per utterance."""
+
+    def __init__(self, backend: RemoteBackend, sample_rate: int) -> None:
+        self._backend = backend
+        self._rate = sample_rate
+        self._ws: ClientConnection | None = None
 
     async def accept(self, pcm: bytes) -> Hypothesis:
+        if self._ws is None:
+            self._ws = await self._backend.connect(self._rate)
         await self._ws.send(pcm)
         return _parse(await self._ws.recv())
 
-    async def finish(self) -> Hypothesis:
-        await self._ws.send(json.dumps({"eof": 1}))
-        return _parse(await self._ws.recv())
+    async def endpoint(self) -> Hypothesis:
+        ws, self._ws = self._ws, None
+        if ws is None:
+            return Hypothesis("", True, [])
+        try:
+            await ws.send(json.dumps({"eof": 1}))
+            return _parse(await ws.recv())
+        finally:
+            with contextlib.suppress(Exception):
+                await ws.close()
 
     async def aclose(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._ws.close()
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
 
 
 class RemoteBackend:
@@ -73,6 +90,10 @@ class RemoteBackend:
         self.slots.give()
 
     async def open(self, sample_rate: int) -> RemoteDecoder:
+        return RemoteDecoder(self, sample_rate)
+
+    async def connect(self, sample_rate: int) -> ClientConnection:
+        """A configured connection to the first endpoint that answers (round robin)."""
         last: Exception | None = None
         for _ in range(len(self.endpoints)):
             url = self.endpoints[next(self._next)]
@@ -80,7 +101,7 @@ class RemoteBackend:
                 ws = await asyncio.wait_for(connect(url, max_size=None), CONNECT_TIMEOUT_S)
                 await ws.send(json.dumps({"config": {"sample_rate": sample_rate, "words": 1}}))
                 self.failures.pop(url, None)
-                return RemoteDecoder(ws)
+                return ws
             except (OSError, TimeoutError, Exception) as exc:  # try the next endpoint
                 self.failures[url] = str(exc) or type(exc).__name__
                 log.warning("transcription endpoint %s unavailable: %s", url, exc)

@@ -1,6 +1,6 @@
 """The one module that imports vosk: a model loaded once per process, a KaldiRecognizer per
-utterance, decoding in a thread pool (vosk's cffi calls release the GIL, so N threads use N
-cores)."""
+party stream (recycled across calls), decoding on one thread per core (vosk's cffi calls
+release the GIL, so N threads use N cores)."""
 
 from __future__ import annotations
 
@@ -44,13 +44,26 @@ def accept(rec: Any, pcm: bytes) -> Hypothesis:
     return _hyp(rec.PartialResult(), False)
 
 
+def endpoint(rec: Any) -> Hypothesis:
+    """End the current sentence now and return it. Result() keeps the feature pipeline (and
+    so the online i-vector adaptation) for the next utterance; FinalResult() would rebuild it.
+    When Vosk's own endpointing already closed the sentence this returns an empty final."""
+    return _hyp(rec.Result(), True)
+
+
 def finish(rec: Any) -> Hypothesis:
+    """End of stream: the rest of the audio, and a fresh feature pipeline for the next stream
+    (the next caller). FinalResult() only resets a recognizer that is mid-sentence, so one
+    that was just endpointed is given 10 ms of silence first."""
     h = _hyp(rec.FinalResult(), True)
+    if not h.text:
+        rec.AcceptWaveform(bytes(160))
+        rec.FinalResult()
     return h
 
 
 def decode_pcm(model: Any, pcm: bytes, sample_rate: int = 8000, chunk_ms: int = 100) -> str:
-    """Offline decode of a whole recording (the reference the live path is compared to)."""
+    """Offline decode of a whole recording, ungated (the bench's reference)."""
     rec = new_recognizer(model, sample_rate)
     chunk = sample_rate * 2 * chunk_ms // 1000
     texts = []
@@ -64,41 +77,77 @@ def decode_pcm(model: Any, pcm: bytes, sample_rate: int = 8000, chunk_ms: int = 
     return " ".join(texts)
 
 
-class VoskDecoder:
-    """One utterance on one worker thread: all its calls go to the same thread, so the
-    recognizer's state stays in that core's cache (hopping threads cost ~25 % more CPU)."""
+def decode_utterances(model: Any, utterances: list[bytes], sample_rate: int = 8000,
+                      chunk_ms: int = 100) -> str:
+    """Offline decode of gated audio exactly as the live path decodes it: one recognizer for
+    the stream, each utterance fed in `chunk_ms` chunks from its start and closed with
+    endpoint(). The reference the live transcript is compared to."""
+    rec = new_recognizer(model, sample_rate)
+    chunk = sample_rate * 2 * chunk_ms // 1000
+    texts = []
+    for pcm in utterances:
+        for i in range(0, len(pcm), chunk):
+            h = accept(rec, pcm[i : i + chunk])
+            if h.final and h.text:
+                texts.append(h.text)
+        h = endpoint(rec)
+        if h.text:
+            texts.append(h.text)
+    return " ".join(texts)
 
-    def __init__(self, backend: VoskBackend, rec: Any, sample_rate: int, worker: int) -> None:
+
+class VoskDecoder:
+    """One party stream. Each utterance runs on one worker thread (the least busy when it
+    starts): all its calls go to that thread, so the recognizer's state stays in that core's
+    cache (hopping threads cost ~25 % more CPU); between utterances it may move."""
+
+    def __init__(self, backend: VoskBackend, rec: Any, sample_rate: int) -> None:
         self._backend = backend
         self._rec = rec
         self._rate = sample_rate
-        self._worker = worker
-        self._finished = False
+        self._worker: int | None = None
+
+    def _on(self) -> int:
+        if self._worker is None:
+            self._worker = self._backend.pick_worker()
+        return self._worker
 
     async def accept(self, pcm: bytes) -> Hypothesis:
-        hyp: Hypothesis = await self._backend.run_on(self._worker, accept, self._rec, pcm)
+        hyp: Hypothesis = await self._backend.run_on(self._on(), accept, self._rec, pcm)
         return hyp
 
-    async def finish(self) -> Hypothesis:
-        hyp: Hypothesis = await self._backend.run_on(self._worker, finish, self._rec)
-        self._finished = True
+    async def endpoint(self) -> Hypothesis:
+        worker = self._on()
+        try:
+            hyp: Hypothesis = await self._backend.run_on(worker, endpoint, self._rec)
+        finally:
+            self._backend.busy[worker] -= 1
+            self._worker = None
         return hyp
 
     async def aclose(self) -> None:
-        if self._rec is not None and self._finished:
-            self._backend.recycle(self._rate, self._rec)
-        self._backend.load[self._worker] -= 1
-        self._rec = None
+        rec, self._rec = self._rec, None
+        if self._worker is not None:  # closed mid-utterance (cancelled)
+            self._backend.busy[self._worker] -= 1
+            self._worker = None
+        if rec is None:
+            return
+        try:
+            await self._backend.run_on(self._backend.pick_worker(release=True), finish, rec)
+        except Exception:  # a recognizer in an unknown state is not reused
+            log.warning("Vosk recognizer not recycled", exc_info=True)
+            return
+        self._backend.recycle(self._rate, rec)
 
 
 class VoskBackend:
     """In-process Vosk: `workers` decoder threads, `workers * streams_per_worker` utterances
-    decoded live at once.
+    decoded live at once (slots); a recognizer per party stream, held for the call.
 
-    Recognizers are recycled: FinalResult() resets one for the next utterance but keeps what
+    Recognizers are recycled across calls: finish() resets one for the next call but keeps what
     it has composed of the decoding graph. A fresh recognizer of a lookahead model (HCLr + Gr)
     composes as it goes and costs about 7x the CPU of a warm one on its first utterances
-    (measured: 2.6 s vs 0.38 s CPU for 4.8 s of speech), so one per utterance would waste
+    (measured: 2.6 s vs 0.38 s CPU for 4.8 s of speech), so a new one per call would waste
     most of the machine."""
 
     name = "vosk"
@@ -111,12 +160,20 @@ class VoskBackend:
         self.slots = Slots(workers * streams_per_worker)
         self._threads = [ThreadPoolExecutor(1, thread_name_prefix=f"vosk{i}")
                          for i in range(workers)]
-        self.load = [0] * workers  # open decoders per worker thread
+        self.busy = [0] * workers  # utterances being decoded per worker thread
         self._idle: dict[int, list[Any]] = {}
+        self.max_idle = 64  # warm recognizers kept per sample rate (memory, not CPU)
+
+    def pick_worker(self, release: bool = False) -> int:
+        """The least busy worker; counted busy until the utterance ends (unless `release`)."""
+        worker = min(range(self.workers), key=self.busy.__getitem__)
+        if not release:
+            self.busy[worker] += 1
+        return worker
 
     def recycle(self, sample_rate: int, rec: Any) -> None:
         idle = self._idle.setdefault(sample_rate, [])
-        if len(idle) < self.slots.size:
+        if len(idle) < self.max_idle:
             idle.append(rec)
 
     async def run_on(self, worker: int, fn: Any, *args: Any) -> Any:
@@ -132,16 +189,13 @@ class VoskBackend:
         self.slots.give()
 
     async def open(self, sample_rate: int) -> VoskDecoder:
-        worker = min(range(self.workers), key=self.load.__getitem__)
-        self.load[worker] += 1
         idle = self._idle.get(sample_rate)
-        try:
-            rec = idle.pop() if idle else await self.run_on(worker, new_recognizer, self.model,
-                                                            sample_rate)
-        except BaseException:
-            self.load[worker] -= 1
-            raise
-        return VoskDecoder(self, rec, sample_rate, worker)
+        if idle:
+            rec = idle.pop()
+        else:
+            rec = await self.run_on(self.pick_worker(release=True), new_recognizer, self.model,
+                                    sample_rate)
+        return VoskDecoder(self, rec, sample_rate)
 
     def health(self) -> dict[str, Any]:
         return {"backend": self.name, "model_dir": str(self.model_dir), "workers": self.workers,

@@ -10,16 +10,24 @@ from transcription.recognizer import Hypothesis, Slots
 class CountingDecoder:
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
-        self.bytes = 0
+        self.bytes = 0  # this utterance's
+        self.fed = 0  # the stream's, in decoder time (what the gate skipped is not in it)
+        self.utterance_from = 0
 
     async def accept(self, pcm: bytes) -> Hypothesis:
         self.backend.accept_calls += 1
         self.backend.bytes_decoded += len(pcm)
+        if not self.bytes:
+            self.utterance_from = self.fed
         self.bytes += len(pcm)
+        self.fed += len(pcm)
         return Hypothesis(f"w{self.bytes // 1600}", False, [])
 
-    async def finish(self) -> Hypothesis:
-        return Hypothesis(f"utterance of {self.bytes // 16} ms", True, [])
+    async def endpoint(self) -> Hypothesis:
+        self.backend.endpoints += 1
+        text, self.bytes = f"utterance of {self.bytes // 16} ms", 0
+        word = {"word": "w", "start": self.utterance_from / 16000, "end": self.fed / 16000}
+        return Hypothesis(text, True, [word])
 
     async def aclose(self) -> None:
         self.backend.open_decoders -= 1
@@ -33,6 +41,8 @@ class FakeBackend:
         self.accept_calls = 0
         self.bytes_decoded = 0
         self.open_decoders = 0
+        self.opened = 0  # decoders ever opened (one per party stream that spoke)
+        self.endpoints = 0
 
     def try_open_slot(self) -> bool:
         return self.slots.try_take()
@@ -45,6 +55,7 @@ class FakeBackend:
 
     async def open(self, sample_rate: int) -> CountingDecoder:
         self.open_decoders += 1
+        self.opened += 1
         return CountingDecoder(self)
 
     def health(self) -> dict[str, Any]:

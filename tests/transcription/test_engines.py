@@ -25,8 +25,17 @@ def _backend(model: Any) -> vosk_engine.VoskBackend:
 
 @pytest.fixture(scope="module")
 def offline(vosk_model: Any, speech_pcm: bytes) -> str:
-    """The reference: each utterance the gate cuts, decoded offline in one go. (What gating
-    itself costs against an ungated decode is measured by bench/transcription.py.)"""
+    """The reference: the utterances the gate cuts, decoded offline on one recognizer, each
+    closed with an endpoint (what the in-process backend does live). (What gating itself costs
+    against an ungated decode is measured by bench/transcription.py.)"""
+    return vosk_engine.decode_utterances(
+        vosk_model, [u for _, _, u in split_utterances(speech_pcm, EnergyGate())])
+
+
+@pytest.fixture(scope="module")
+def offline_per_utterance(vosk_model: Any, speech_pcm: bytes) -> str:
+    """The remote protocol's reference: each utterance decoded on its own (a connection per
+    utterance, `eof` flushes and resets)."""
     return " ".join(vosk_engine.decode_pcm(vosk_model, u)
                     for _, _, u in split_utterances(speech_pcm, EnergyGate()))
 
@@ -47,7 +56,8 @@ async def test_in_process_vosk_matches_an_offline_decode(vosk_model: Any, speech
 
 
 async def test_remote_endpoint_gives_the_same_transcript(vosk_model: Any, speech_pcm: bytes,
-                                                         offline: str):
+                                                         offline_per_utterance: str):
+    offline = offline_per_utterance
     server = await serve_vosk_compatible(Path("unused"), port=0, model=vosk_model)
     port = server.sockets and next(iter(server.sockets)).getsockname()[1]
     try:
@@ -67,10 +77,39 @@ async def test_all_endpoints_down_buffers_nothing_and_raises_cleanly() -> None:
     remote = RemoteBackend(["ws://127.0.0.1:1/"])
     assert remote.try_open_slot()
     try:
-        await asyncio.wait_for(remote.open(8000), 5)
+        await asyncio.wait_for(remote.connect(8000), 5)
     except ConnectionError as exc:
         assert "no transcription endpoint" in str(exc)
     else:
         raise AssertionError("expected ConnectionError")
     finally:
         remote.release_slot()
+
+
+async def test_a_recycled_recognizer_starts_the_next_call_afresh(vosk_model: Any,
+                                                                 speech_pcm: bytes):
+    """A stream's decoder keeps its adaptation between utterances (endpoint = Result()), but
+    the next call on the recycled recognizer must not inherit the last caller's: Vosk's
+    FinalResult() does not reset a recognizer that was just endpointed, finish() makes sure."""
+    utterances = [u for _, _, u in split_utterances(speech_pcm, EnergyGate())]
+    fresh = vosk_engine.decode_pcm(vosk_model, speech_pcm)
+    backend = _backend(vosk_model)
+    try:
+        first = await backend.open(8000)
+        for u in utterances:  # a call that ends right after an endpoint
+            await first.accept(u)
+            await first.endpoint()
+        await first.aclose()
+        second = await backend.open(8000)
+        assert second._rec is not None and backend._idle[8000] == []  # the recycled one
+        texts = []
+        for i in range(0, len(speech_pcm), 1600):
+            h = await second.accept(speech_pcm[i : i + 1600])
+            if h.final and h.text:
+                texts.append(h.text)
+        h = await second.endpoint()
+        texts.append(h.text)
+        await second.aclose()
+    finally:
+        backend.close()
+    assert " ".join(t for t in texts if t) == fresh

@@ -165,8 +165,8 @@ def _offset_of(sent: bytes, received: bytes) -> int:
 
 def _reference(vosk_model: Any, pcm: bytes, t: TranscriptionSettings) -> str:
     gate = EnergyGate(8000, t.vad_threshold_dbfs, t.vad_preroll_ms, t.vad_hangover_ms)
-    return " ".join(vosk_engine.decode_pcm(vosk_model, u) for _, _, u in
-                    split_utterances(pcm, gate))
+    return vosk_engine.decode_utterances(vosk_model,
+                                         [u for _, _, u in split_utterances(pcm, gate)])
 
 
 async def test_live_call_transcribed_by_speaker_and_matches_offline_decode(

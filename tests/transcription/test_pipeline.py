@@ -88,3 +88,57 @@ async def test_delayed_backlog_waits_for_capacity() -> None:
 def test_text_is_normalised_to_simplified() -> None:
     assert normalise_text("請問  垃圾 車幾點來") == "请问 垃圾 车几点来"
     assert normalise_text("안녕 하세요") == "안녕 하세요"
+
+
+async def test_one_decoder_per_party_stream_slots_only_while_speaking() -> None:
+    """The decoder (and its adaptation) lives for the whole stream; each utterance is closed
+    with an endpoint; the slot is given back in the silence between utterances."""
+    backend = FakeBackend()
+    rec = GatedRecognizer(backend, preroll_ms=200, hangover_ms=300)
+    slots_in_silence: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (silence(500), tone(1000), silence(2000), tone(800), silence(600)):
+            for i in range(0, len(part), 320):
+                yield part[i : i + 320]
+            slots_in_silence.append(backend.slots.used)
+
+    segs = [s async for s in rec.transcribe(StreamMeta("1", "caller"), chunks())]
+    finals = [s for s in segs if s.final]
+    assert [(f.start_ms, f.end_ms) for f in finals] == [(300, 1500), (3300, 4300)]
+    assert backend.opened == 1 and backend.endpoints == 2
+    assert slots_in_silence[2] == 0  # after 2 s of silence the first utterance gave it back
+    assert backend.open_decoders == 0 and backend.slots.used == 0
+    # The 1.7 s of silence the gate skipped was never fed to the decoder.
+    assert backend.bytes_decoded // 16 == (200 + 1000 + 300) + (200 + 800 + 300)
+
+
+async def test_word_times_are_stream_times_across_skipped_silence() -> None:
+    backend = FakeBackend()
+    rec = GatedRecognizer(backend, preroll_ms=200, hangover_ms=300)
+    pcm = silence(500) + tone(1000) + silence(2000) + tone(800) + silence(600)
+    finals = [s for s in await collect(rec, StreamMeta("1", "caller"), pcm) if s.final]
+    # The decoder's second utterance starts 1.5 s into *its* audio; in the stream, at 3.3 s.
+    assert [(w["start"], w["end"]) for f in finals for w in f.words] == [(0.3, 1.8),
+                                                                          (3.3, 4.6)]
+
+
+async def test_delayed_utterance_is_decoded_after_the_call_on_the_same_decoder() -> None:
+    backend = FakeBackend(slots=1)
+    rec = GatedRecognizer(backend, preroll_ms=200, hangover_ms=300)
+    taken = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for n, part in enumerate((silence(500), tone(600), silence(1000), tone(600),
+                                  silence(600))):
+            if n == 3:  # someone else takes the only slot before the second utterance
+                assert backend.try_open_slot()
+                taken.set()
+            for i in range(0, len(part), 320):
+                yield part[i : i + 320]
+        backend.release_slot()
+
+    segs = [s async for s in rec.transcribe(StreamMeta("1", "agent"), chunks())]
+    assert taken.is_set()
+    assert [(s.delayed, s.start_ms) for s in segs if s.final] == [(False, 300), (True, 1900)]
+    assert backend.opened == 1 and backend.slots.used == 0 and backend.open_decoders == 0
