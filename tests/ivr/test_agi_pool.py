@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 from agi.server import MIN_WORKERS, WORKERS_PER_CORE, ServerConfig, default_max_workers
+from hotline.services import Services
 from hotline.settings import IvrSettings, PbxSettings, Settings
 from tests.ivr.conftest import start_agi_server, wait_until
 from tests.pbx.sipp import free_port
@@ -46,18 +47,13 @@ def test_sessions_are_spread_over_whole_workers_of_threads() -> None:
     assert (small.threads_per_worker, small.max_processes) == (5, 1)
 
 
-def _contacts(settings: Settings) -> int:
+def _contacts(services: Services) -> int:
     from sqlalchemy import func, select
 
     from cases.models import Contact
-    from hotline.services import Services
 
-    services = Services.build(settings)
-    try:
-        with services.session_factory() as s:
-            return int(s.scalar(select(func.count(Contact.id))) or 0)
-    finally:
-        services.close()
+    with services.session_factory() as s:
+        return int(s.scalar(select(func.count(Contact.id))) or 0)
 
 
 def _session(port: int, n: int) -> socket.socket:
@@ -77,11 +73,13 @@ def _first_command(conn: socket.socket, timeout: float) -> bytes:
 
 
 def test_one_worker_process_serves_many_sessions_at_once_and_the_bound_holds(
-    settings: Settings, tmp_path: Path
+    services: Services, tmp_path: Path
 ) -> None:
     """`hotline agi --max-workers 6`: one process, six session threads. Six sessions run at
     once (each gets the IVR's first command while the others still wait); a seventh waits in
-    the backlog until one of them ends, then it is served; nothing crashes."""
+    the backlog until one of them ends, then it is served; nothing crashes. (`services`, not
+    just `settings`: on PostgreSQL that fixture empties the session's database first.)"""
+    settings = services.settings
     port = free_port()
     pbx = Settings(env="test", var_dir=tmp_path / "pbx",
                    pbx=PbxSettings(agi_port=port, instance="pooltest"))
@@ -99,7 +97,7 @@ def test_one_worker_process_serves_many_sessions_at_once_and_the_bound_holds(
         assert "(1 workers, 6 session threads; up to 6)" in server.log()
         for conn in sessions:
             conn.close()
-        wait_until("the seven contacts", lambda: _contacts(settings) == 7)
+        wait_until("the seven contacts", lambda: _contacts(services) == 7)
     finally:
         for conn in sessions:
             conn.close()
