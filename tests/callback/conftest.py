@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 import wave
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,18 +22,11 @@ from hotline.settings import Settings
 from tests.factories import PASSWORD, Org, make_org
 from tests.pbx import sipp
 from tests.pbx.conftest import make_pbx_settings
+from tests.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="session")

@@ -31,9 +31,10 @@ from hotline.services import Services
 from hotline.settings import Settings
 from tests.desk.conftest import LiveServer, Tab, seed_history, sign_in
 from tests.factories import Org
-from tests.ivr.conftest import start_agi_server, wait_until
+from tests.ivr.conftest import start_agi_server
 from tests.pbx import sipp
 from tests.pbx.conftest import make_pbx_settings
+from tests.waiting import wait_for as wait_until
 
 pytestmark = [pytest.mark.pbx, pytest.mark.browser]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from agi.server import MIN_WORKERS, WORKERS_PER_CORE, ServerConfig, default_max_workers
 from hotline.services import Services
 from hotline.settings import IvrSettings, PbxSettings, Settings
-from tests.ivr.conftest import start_agi_server, wait_until
+from tests.ivr.conftest import start_agi_server
 from tests.pbx.sipp import free_port
+from tests.waiting import wait_for as wait_until
 
 
 def _settings(**ivr: float) -> Settings:

@@ -27,9 +27,10 @@ from cases.state_machine import CaseStatus
 from hotline.asterisk_chroot import DevPbx
 from hotline.services import Services
 from tests.factories import PASSWORD, Org, make_org
-from tests.ivr.conftest import AgiProcess, wait_until
+from tests.ivr.conftest import AgiProcess
 from tests.pbx import sipp
 from tests.pbx.test_dev_pbx import channel_vars, queue_callers
+from tests.waiting import wait_for as wait_until
 
 pytestmark = pytest.mark.pbx
 

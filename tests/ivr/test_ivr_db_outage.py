@@ -32,8 +32,9 @@ from hotline.asterisk_chroot import DevPbx
 from hotline.services import Services
 from hotline.settings import Settings
 from tests.factories import make_org
-from tests.ivr.conftest import start_agi_server, wait_until
+from tests.ivr.conftest import start_agi_server
 from tests.pbx import sipp
+from tests.waiting import wait_for as wait_until
 
 pytestmark = pytest.mark.pbx
 

@@ -20,8 +20,9 @@ from agi import dialplan
 from cases.models import Contact, ContactOutcome
 from hotline.asterisk_chroot import DevPbx
 from hotline.services import Services
-from tests.ivr.conftest import AgiProcess, wait_until
+from tests.ivr.conftest import AgiProcess
 from tests.pbx import sipp
+from tests.waiting import wait_for as wait_until
 
 pytestmark = pytest.mark.pbx
 

@@ -6,8 +6,7 @@ import re
 import socket
 import socketserver
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -16,18 +15,11 @@ from agi import dialplan
 from hotline.asterisk_chroot import DevPbx, load_prompt_catalogue, load_secrets, parse_contacts
 from hotline.cli import main
 from tests.pbx import sipp
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.pbx
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def queue_callers(pbx: DevPbx, queue: str) -> list[str]:

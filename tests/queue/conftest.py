@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tests.factories import PASSWORD, make_org
 from tests.pbx.conftest import make_pbx_settings
 from tests.pbx.sipp import sipp_binary
 from tests.queue.fake_agi import FakeAgi
+from tests.waiting import wait_for
 
 TRACES = Path(__file__).resolve().parent / "traces"
 
@@ -45,14 +45,6 @@ def queue_pbx(queue_pbx_settings: Settings) -> Iterator[DevPbx]:
         pbx.remove_instance()
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Desk:

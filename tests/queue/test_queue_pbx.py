@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from cases.models import Contact, QueueCall
 from tests.pbx import sipp
-from tests.queue.conftest import Desk, wait_for
+from tests.queue.conftest import Desk
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.pbx
 Q = "consultation"
