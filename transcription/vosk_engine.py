@@ -62,15 +62,20 @@ def finish(rec: Any) -> Hypothesis:
     return h
 
 
-def decode_pcm(model: Any, pcm: bytes, sample_rate: int = 8000, chunk_ms: int = 100) -> str:
-    """Offline decode of a whole recording, ungated (the bench's reference)."""
-    rec = new_recognizer(model, sample_rate)
-    chunk = sample_rate * 2 * chunk_ms // 1000
+def _feed(rec: Any, pcm: bytes, chunk: int) -> list[str]:
+    """Feed `pcm` in `chunk`-byte pieces; the texts of the finals Vosk produced on the way."""
     texts = []
     for i in range(0, len(pcm), chunk):
         h = accept(rec, pcm[i : i + chunk])
         if h.final and h.text:
             texts.append(h.text)
+    return texts
+
+
+def decode_pcm(model: Any, pcm: bytes, sample_rate: int = 8000, chunk_ms: int = 100) -> str:
+    """Offline decode of a whole recording, ungated (the bench's reference)."""
+    rec = new_recognizer(model, sample_rate)
+    texts = _feed(rec, pcm, sample_rate * 2 * chunk_ms // 1000)
     h = finish(rec)
     if h.text:
         texts.append(h.text)
@@ -84,12 +89,9 @@ def decode_utterances(model: Any, utterances: list[bytes], sample_rate: int = 80
     endpoint(). The reference the live transcript is compared to."""
     rec = new_recognizer(model, sample_rate)
     chunk = sample_rate * 2 * chunk_ms // 1000
-    texts = []
+    texts: list[str] = []
     for pcm in utterances:
-        for i in range(0, len(pcm), chunk):
-            h = accept(rec, pcm[i : i + chunk])
-            if h.final and h.text:
-                texts.append(h.text)
+        texts += _feed(rec, pcm, chunk)
         h = endpoint(rec)
         if h.text:
             texts.append(h.text)

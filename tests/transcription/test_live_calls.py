@@ -34,6 +34,7 @@ from tests.transcription.audio import (
     word_agreement,
     write_ulaw_wav,
 )
+from tests.waiting import wait_for
 from transcription import taps as taps_mod
 from transcription import vosk_engine
 from transcription.service import TranscriptionService
@@ -437,7 +438,7 @@ def _serving(tr_pbx: DevPbx, settings: Settings, services: Any, vosk_model: Any,
     try:
         serving = Serving(server, service, got, received, bus_events)
         assert serving.call_tapper is not None, "the web service started no CallTapper"
-        _wait_sync(lambda: serving.call_tapper.taps.ami.connected, "the taps' AMI link", 20)
+        wait_for("the taps' AMI link", lambda: serving.call_tapper.taps.ami.connected, 20)
         yield serving
     finally:
         ws.close()
@@ -448,9 +449,10 @@ def _serving(tr_pbx: DevPbx, settings: Settings, services: Any, vosk_model: Any,
 
 def _no_taps_left(tr_pbx: DevPbx, serving: Serving) -> None:
     """Taps are gone after hang-up (ChanSpy E, and stop_taps on the caller's hang-up)."""
-    _wait_sync(lambda: not [c for c in tr_pbx.cli("core show channels concise").splitlines()
-                            if c.startswith("AudioSocket/")], "no tap channels left", 15)
-    _wait_sync(lambda: not serving.call_tapper.calls, "the CallTapper forgot the call", 10)
+    wait_for("no tap channels left",
+             lambda: not [c for c in tr_pbx.cli("core show channels concise").splitlines()
+                          if c.startswith("AudioSocket/")], 15)
+    wait_for("the CallTapper forgot the call", lambda: not serving.call_tapper.calls, 10)
 
 
 def test_answered_queue_call_is_tapped_by_the_service_and_reaches_the_desk(
@@ -500,16 +502,6 @@ def test_answered_queue_call_is_tapped_by_the_service_and_reaches_the_desk(
             TranscriptSegment.contact_id == contact_id)).all()
     assert " ".join(seg.text for seg in stored) == live
     assert {seg.speaker for seg in stored} == {"caller"}
-
-
-def _wait_sync(pred: Any, what: str, wait_s: float) -> Any:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {wait_s} s waiting for {what}")
 
 
 async def test_call_transcription_resumes_when_the_killed_worker_comes_back(
@@ -612,13 +604,13 @@ def test_blind_transfer_moves_the_agent_tap_and_the_caller_stays_transcribed(
         first, call = _call(tr_pbx, wav, len(pcm) / 16000, ext, lead_ms=9000)
         try:
             caller_chan, agent_chan = _connected_call(tr_pbx, ext)
-            _wait_sync(lambda: serving.call_tapper.calls, "taps on the answered call", 15)
+            wait_for("taps on the answered call", lambda: serving.call_tapper.calls, 15)
             reply = _blind_transfer(tr_pbx.settings, agent_chan, target)
             assert reply.get("Response") == "Success", reply
-            moved = _wait_sync(
+            moved = wait_for(
+                "the agent tap on the transfer target",
                 lambda: [c for c in serving.call_tapper.calls.values()
-                         if (c.agent_channel or "").startswith(f"PJSIP/{target}-")],
-                "the agent tap on the transfer target", 20)
+                         if (c.agent_channel or "").startswith(f"PJSIP/{target}-")], 20)
             assert moved[0].caller_channel == caller_chan
             call_result = call.wait(90)
             _no_taps_left(tr_pbx, serving)
